@@ -1,0 +1,173 @@
+//! The HTTP edge: the Raff contract under `/api/v1`, skiff's own routes under
+//! `/api/skiff/v1`, health and metrics. Handlers parse, call one service function and
+//! shape the answer; rules live in the service layer.
+
+mod api_keys;
+mod catalog;
+pub mod error;
+mod extract;
+mod jobs;
+pub mod metrics;
+mod middleware;
+mod permissions;
+mod projects;
+pub mod ratelimit;
+mod ssh_keys;
+mod system;
+pub mod types;
+
+use actix_web::middleware::from_fn;
+use actix_web::web;
+use utoipa::OpenApi;
+
+use error::method_not_allowed;
+use metrics::Metrics;
+use ratelimit::RateLimiter;
+
+use crate::service::Services;
+
+/// Everything a handler can reach.
+pub struct AppState {
+    pub services: Services,
+    pub limiter: RateLimiter,
+    pub metrics: Metrics,
+    /// The served OpenAPI document, rendered once at start.
+    pub openapi: String,
+}
+
+impl AppState {
+    pub fn new(services: Services, limiter: RateLimiter) -> Self {
+        AppState {
+            services,
+            limiter,
+            metrics: Metrics::default(),
+            openapi: openapi_json(),
+        }
+    }
+}
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "ApiKeyAuth",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "skiff API",
+        description = "The Raff API contract as served by skiff, a self-hosted cloud in one binary, \
+                       plus skiff's own routes under /api/skiff/v1."
+    ),
+    paths(
+        system::health,
+        catalog::regions, catalog::templates, catalog::vm_pricing, catalog::volume_pricing,
+        catalog::snapshot_pricing, catalog::backup_pricing, catalog::ip_pricing,
+        projects::list, projects::create, projects::get, projects::update, projects::delete,
+        ssh_keys::list, ssh_keys::create, ssh_keys::get, ssh_keys::update, ssh_keys::delete,
+        permissions::list,
+        api_keys::list, api_keys::create, api_keys::get, api_keys::update, api_keys::revoke,
+        api_keys::regenerate,
+        jobs::list, jobs::get, jobs::create_diag,
+    ),
+    modifiers(&SecurityAddon),
+    security(("ApiKeyAuth" = [])),
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of this build.
+pub fn openapi_json() -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc.to_json().unwrap_or_else(|_| "{}".into())
+}
+
+/// Registers every route. `max_body` bounds JSON bodies.
+pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
+    let res = |path: &str, allowed: &'static str| {
+        web::resource(path.to_string()).default_service(method_not_allowed(allowed))
+    };
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_body)
+            .error_handler(error::json_error),
+    )
+    .app_data(web::QueryConfig::default().error_handler(error::query_error))
+    .app_data(web::PathConfig::default().error_handler(error::path_error))
+    .service(res("/health", "GET").route(web::get().to(system::health)))
+    .service(res("/ready", "GET").route(web::get().to(system::ready)))
+    .service(res("/metrics", "GET").route(web::get().to(system::metrics)))
+    .service(res("/api/openapi.json", "GET").route(web::get().to(system::openapi)))
+    .service(
+        web::scope("/api/v1/public")
+            .service(res("/regions", "GET").route(web::get().to(catalog::regions)))
+            .service(res("/templates", "GET").route(web::get().to(catalog::templates)))
+            .service(res("/pricing/vm", "GET").route(web::get().to(catalog::vm_pricing)))
+            .service(res("/pricing/volume", "GET").route(web::get().to(catalog::volume_pricing)))
+            .service(
+                res("/pricing/snapshot", "GET").route(web::get().to(catalog::snapshot_pricing)),
+            )
+            .service(res("/pricing/backup", "GET").route(web::get().to(catalog::backup_pricing)))
+            .service(res("/pricing/ip", "GET").route(web::get().to(catalog::ip_pricing))),
+    )
+    .service(
+        web::scope("/api/v1")
+            .wrap(from_fn(middleware::authenticate))
+            .service(
+                res("/projects", "GET, POST")
+                    .route(web::get().to(projects::list))
+                    .route(web::post().to(projects::create)),
+            )
+            .service(
+                res("/projects/{id}", "GET, PUT, DELETE")
+                    .route(web::get().to(projects::get))
+                    .route(web::put().to(projects::update))
+                    .route(web::delete().to(projects::delete)),
+            )
+            .service(
+                res("/ssh-keys", "GET, POST")
+                    .route(web::get().to(ssh_keys::list))
+                    .route(web::post().to(ssh_keys::create)),
+            )
+            .service(
+                res("/ssh-keys/{id}", "GET, PUT, DELETE")
+                    .route(web::get().to(ssh_keys::get))
+                    .route(web::put().to(ssh_keys::update))
+                    .route(web::delete().to(ssh_keys::delete)),
+            )
+            .service(res("/permissions", "GET").route(web::get().to(permissions::list)))
+            .service(
+                res("/api-keys", "GET, POST")
+                    .route(web::get().to(api_keys::list))
+                    .route(web::post().to(api_keys::create)),
+            )
+            .service(
+                res("/api-keys/{id}", "GET, PATCH, DELETE")
+                    .route(web::get().to(api_keys::get))
+                    .route(web::patch().to(api_keys::update))
+                    .route(web::delete().to(api_keys::revoke)),
+            )
+            .service(
+                res("/api-keys/{id}/regenerate", "POST")
+                    .route(web::post().to(api_keys::regenerate)),
+            ),
+    )
+    .service(
+        web::scope("/api/skiff/v1")
+            .wrap(from_fn(middleware::authenticate))
+            .service(res("/jobs", "GET").route(web::get().to(jobs::list)))
+            .service(res("/jobs/diag", "POST").route(web::post().to(jobs::create_diag)))
+            .service(res("/jobs/{id}", "GET").route(web::get().to(jobs::get))),
+    )
+    .default_service(web::to(error::not_found));
+}
+
+/// Wraps the app-wide middleware; use on the `App` that [`configure`] filled.
+pub use middleware::observe;

@@ -1,0 +1,427 @@
+//! Wire types of the Raff contract (`/api/v1`), in one place. Field names, optionality
+//! and envelopes follow `shared/api/raff-openapi.yaml`; the served OpenAPI document is
+//! generated from these definitions.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// `{error, message}`: the body of every 4xx and 5xx.
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct Error {
+    pub error: String,
+    pub message: String,
+}
+
+/// An action's outcome without a payload.
+#[derive(Serialize, ToSchema)]
+pub struct SuccessResponse {
+    pub success: bool,
+    pub message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HealthResponse {
+    #[schema(example = "healthy")]
+    pub status: String,
+}
+
+/// `{success, data}` around one resource.
+macro_rules! single {
+    ($name:ident, $t:ty) => {
+        #[derive(Serialize, ToSchema)]
+        pub struct $name {
+            pub success: bool,
+            pub data: $t,
+        }
+    };
+}
+
+/// `{success, data, total}` around a page of resources.
+macro_rules! paged {
+    ($name:ident, $t:ty) => {
+        #[derive(Serialize, ToSchema)]
+        pub struct $name {
+            pub success: bool,
+            pub data: Vec<$t>,
+            /// Number of all matching items, not just this page.
+            pub total: usize,
+        }
+    };
+}
+
+/// `{success, data}` around a whole list (the contract gives these lists no `total`).
+macro_rules! listed {
+    ($name:ident, $t:ty) => {
+        #[derive(Serialize, ToSchema)]
+        pub struct $name {
+            pub success: bool,
+            pub data: Vec<$t>,
+        }
+    };
+}
+
+// ---------------------------------------------------------------- catalog
+
+#[derive(Serialize, ToSchema)]
+pub struct Region {
+    pub id: i64,
+    #[schema(example = "us-east")]
+    pub code: String,
+    pub name: String,
+    pub country_code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_order: Option<i64>,
+    pub is_default: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RegionsResponse {
+    pub success: bool,
+    pub regions: Vec<Region>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Template {
+    pub id: Uuid,
+    pub name: String,
+    pub version: String,
+    pub cpu: i64,
+    pub ram: i64,
+    pub storage: i64,
+    pub is_windows: bool,
+    pub os_type: String,
+    #[schema(example = "os")]
+    pub category: String,
+    pub description: String,
+    pub region: String,
+}
+
+paged!(TemplatesResponse, Template);
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TemplateQuery {
+    /// `os` or `marketplace`.
+    pub category: Option<String>,
+    /// `standard` or `premium`; `standard` excludes Windows templates.
+    pub vm_type: Option<String>,
+    pub region: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(clippy::upper_case_acronyms)]
+pub struct VMPricingPlan {
+    pub id: i64,
+    pub vcpu: i64,
+    pub memory_gib: i64,
+    pub ssd_gib: i64,
+    pub transfer_gib: i64,
+    pub price_per_hour: f64,
+    pub monthly_price: f64,
+    pub yearly_price: f64,
+    pub twenty_four_month_price: f64,
+    #[schema(example = "standard")]
+    pub vm_type: String,
+    pub region: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VmPlansResponse {
+    pub success: bool,
+    pub plans: Vec<VMPricingPlan>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PlanQuery {
+    /// `standard` or `premium`.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub vm_type: Option<String>,
+    pub region: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RegionQuery {
+    pub region: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StoragePricing {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    pub price_per_gb_hour: f64,
+    pub price_per_gb_month: f64,
+    pub yearly_price_per_gb: f64,
+    pub twenty_four_month_price_per_gb: f64,
+    pub region: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StoragePricingResponse {
+    pub success: bool,
+    pub pricing: StoragePricing,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IPPricingTier {
+    pub price_per_hour: f64,
+    pub monthly_price: f64,
+    pub yearly_price: f64,
+    pub twenty_four_month_price: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IPPricing {
+    pub ipv4: IPPricingTier,
+    pub ipv6: IPPricingTier,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IpPricingResponse {
+    pub success: bool,
+    pub pricing: IPPricing,
+}
+
+// ---------------------------------------------------------------- lists
+
+/// `limit`/`offset` as sent. Out-of-range numbers are clamped, not refused, so that any
+/// integer the contract allows gets an answer.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<String>,
+    #[param(value_type = Option<i64>)]
+    pub offset: Option<String>,
+}
+
+// ---------------------------------------------------------------- projects
+
+#[derive(Serialize, ToSchema)]
+pub struct Project {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub name: String,
+    pub slug: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub default_region: String,
+    pub is_default: bool,
+    pub is_active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+single!(ProjectResponse, Project);
+paged!(ProjectList, Project);
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateProjectRequest {
+    #[schema(min_length = 1, max_length = 64)]
+    pub name: String,
+    pub description: Option<String>,
+    pub default_region: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateProjectRequest {
+    #[schema(min_length = 1, max_length = 64)]
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub default_region: Option<String>,
+}
+
+// ---------------------------------------------------------------- SSH keys
+
+#[derive(Serialize, ToSchema)]
+#[allow(clippy::upper_case_acronyms)]
+pub struct SSHKey {
+    pub id: Uuid,
+    pub name: String,
+    pub public_key: String,
+    #[schema(example = "ssh-ed25519")]
+    pub key_type: String,
+    /// `SHA256:…`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+single!(SSHKeyResponse, SSHKey);
+listed!(SSHKeyList, SSHKey);
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateSSHKeyRequest {
+    #[schema(min_length = 1, max_length = 128)]
+    pub name: String,
+    pub public_key: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateSSHKeyRequest {
+    #[schema(min_length = 1, max_length = 128)]
+    pub name: String,
+}
+
+// ---------------------------------------------------------------- permissions
+
+#[derive(Serialize, ToSchema)]
+pub struct Permission {
+    pub name: String,
+    pub description: String,
+    /// `account` or `project`.
+    pub scope: String,
+    pub category: String,
+}
+
+listed!(PermissionList, Permission);
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScopeQuery {
+    /// `account` or `project`.
+    pub scope: Option<String>,
+}
+
+// ---------------------------------------------------------------- API keys
+
+#[derive(Serialize, ToSchema)]
+pub struct APIKeyProjectAccess {
+    pub project_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_name: Option<String>,
+    pub role_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_slug: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(clippy::upper_case_acronyms)]
+pub struct APIKey {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub name: String,
+    #[schema(example = "raff_17d70fcf")]
+    pub key_prefix: String,
+    #[schema(example = "public")]
+    pub scope: String,
+    /// `standard`, `high`, or `unlimited` (granted by the operator only).
+    pub rate_limit_tier: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub is_active: bool,
+    pub role_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_slug: Option<String>,
+    pub project_accesses: Vec<APIKeyProjectAccess>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(clippy::upper_case_acronyms)]
+pub struct APIKeyWithSecret {
+    #[serde(flatten)]
+    pub key: APIKey,
+    /// The full key, returned only at create and regenerate.
+    pub secret: String,
+}
+
+single!(APIKeyResponse, APIKey);
+single!(APIKeyWithSecretResponse, APIKeyWithSecret);
+paged!(APIKeyList, APIKey);
+
+/// The tiers a caller may choose; `unlimited` is the operator's to give.
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum TierParam {
+    Standard,
+    High,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateAPIKeyRequest {
+    #[schema(min_length = 1, max_length = 128)]
+    pub name: String,
+    pub rate_limit_tier: Option<TierParam>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub role_id: Option<Uuid>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateAPIKeyRequest {
+    #[schema(min_length = 1, max_length = 128)]
+    pub name: Option<String>,
+    pub rate_limit_tier: Option<TierParam>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub is_active: Option<bool>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ApiKeyQuery {
+    /// Always `public` for keys made through the API.
+    pub scope: Option<String>,
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<String>,
+    #[param(value_type = Option<i64>)]
+    pub offset: Option<String>,
+}
+
+// ---------------------------------------------------------------- jobs (skiff's own)
+
+/// A durable operation (skiff extension: `/api/skiff/v1/jobs`).
+#[derive(Serialize, ToSchema)]
+pub struct Job {
+    pub id: Uuid,
+    pub kind: String,
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<Uuid>,
+    /// `queued`, `running`, `succeeded` or `failed`.
+    pub status: String,
+    pub progress: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+single!(JobResponse, Job);
+listed!(JobList, Job);
+
+/// Starts the job engine's self-test in the project of `X-Project-ID`.
+#[derive(Deserialize, ToSchema)]
+pub struct CreateDiagJobRequest {
+    /// Number of steps (1–1000).
+    pub steps: u64,
+    /// Milliseconds per step (at most 10000).
+    #[serde(default)]
+    pub step_ms: u64,
+    /// `false` makes a job that a restart fails instead of resuming.
+    #[serde(default = "yes")]
+    pub resumable: bool,
+}
+
+fn yes() -> bool {
+    true
+}

@@ -1,0 +1,562 @@
+//! Configuration: defaults, then a TOML file, then `SKIFF_*` environment variables, then
+//! command-line flags. Validated once at start; every error names the offending key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Errors of loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML.
+    #[error("configuration file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    /// A key has a value of the wrong type or an unknown name.
+    #[error("configuration key `{key}`: {message}")]
+    Key { key: String, message: String },
+}
+
+fn bad(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the datastore, images and backups live.
+    pub data_dir: PathBuf,
+    /// HTTP listener.
+    pub listen: SocketAddr,
+    /// `tracing` filter, e.g. `info` or `skiff=debug,actix_web=info`.
+    pub log: String,
+    /// Job worker threads (jobs run on the blocking pool).
+    pub job_workers: usize,
+    /// HTTP worker threads; 0 means one per core.
+    pub http_workers: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds between reconciler passes.
+    pub reconcile_interval_secs: u64,
+    pub rate_limit: RateLimitConfig,
+    pub catalog: CatalogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("skiff-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            log: "info".into(),
+            job_workers: 4,
+            http_workers: 0,
+            max_body_bytes: 256 * 1024,
+            reconcile_interval_secs: 60,
+            rate_limit: RateLimitConfig::default(),
+            catalog: CatalogConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Off means no key is ever limited (benchmarks, trusted single-user boxes).
+    pub enabled: bool,
+    pub standard: TierLimits,
+    pub high: TierLimits,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: true,
+            standard: TierLimits {
+                per_second: 30,
+                burst: 60,
+            },
+            high: TierLimits {
+                per_second: 100,
+                burst: 200,
+            },
+        }
+    }
+}
+
+/// A steady rate plus a burst budget: a token bucket of `burst` tokens refilled at
+/// `per_second`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TierLimits {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    pub regions: Vec<RegionConfig>,
+    pub templates: Vec<TemplateConfig>,
+    pub vm_plans: Vec<VmPlanConfig>,
+    pub volume_pricing: StoragePriceConfig,
+    pub snapshot_pricing: StoragePriceConfig,
+    pub backup_pricing: StoragePriceConfig,
+    pub ipv4_pricing: IpPriceConfig,
+    pub ipv6_pricing: IpPriceConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+    pub country_code: String,
+    #[serde(default)]
+    pub flag: Option<String>,
+    #[serde(default)]
+    pub display_order: Option<i64>,
+    #[serde(default)]
+    pub is_default: bool,
+}
+
+/// A catalog template. Images imported with `skiff template import` are listed as well.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateConfig {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub version: String,
+    pub cpu: i64,
+    pub ram: i64,
+    pub storage: i64,
+    #[serde(default)]
+    pub is_windows: bool,
+    #[serde(default = "linux")]
+    pub os_type: String,
+    #[serde(default = "os")]
+    pub category: String,
+    #[serde(default)]
+    pub description: String,
+    pub region: String,
+}
+
+fn linux() -> String {
+    "linux".into()
+}
+fn os() -> String {
+    "os".into()
+}
+
+/// A VM size. Its id is the contract's `pricing_id`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmPlanConfig {
+    pub id: i64,
+    pub vcpu: i64,
+    pub memory_gib: i64,
+    pub ssd_gib: i64,
+    #[serde(default)]
+    pub transfer_gib: i64,
+    #[serde(default)]
+    pub price_per_hour: f64,
+    #[serde(default)]
+    pub monthly_price: f64,
+    #[serde(default)]
+    pub yearly_price: f64,
+    #[serde(default)]
+    pub twenty_four_month_price: f64,
+    #[serde(default = "standard")]
+    pub vm_type: String,
+    pub region: String,
+}
+
+fn standard() -> String {
+    "standard".into()
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoragePriceConfig {
+    pub id: Option<i64>,
+    pub price_per_gb_hour: f64,
+    pub price_per_gb_month: f64,
+    pub yearly_price_per_gb: f64,
+    pub twenty_four_month_price_per_gb: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct IpPriceConfig {
+    pub price_per_hour: f64,
+    pub monthly_price: f64,
+    pub yearly_price: f64,
+    pub twenty_four_month_price: f64,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        let region = "us-east".to_string();
+        let plan = |id, vcpu, memory_gib, ssd_gib, vm_type: &str| VmPlanConfig {
+            id,
+            vcpu,
+            memory_gib,
+            ssd_gib,
+            transfer_gib: 0,
+            price_per_hour: 0.0,
+            monthly_price: 0.0,
+            yearly_price: 0.0,
+            twenty_four_month_price: 0.0,
+            vm_type: vm_type.into(),
+            region: region.clone(),
+        };
+        CatalogConfig {
+            regions: vec![RegionConfig {
+                id: 1,
+                code: region.clone(),
+                name: "Local".into(),
+                country_code: "US".into(),
+                flag: None,
+                display_order: Some(1),
+                is_default: true,
+            }],
+            templates: Vec::new(),
+            vm_plans: vec![
+                plan(1, 1, 1, 10, "standard"),
+                plan(2, 1, 2, 25, "standard"),
+                plan(3, 2, 4, 50, "standard"),
+                plan(4, 4, 8, 100, "standard"),
+                plan(5, 2, 8, 80, "premium"),
+                plan(6, 4, 16, 160, "premium"),
+            ],
+            volume_pricing: StoragePriceConfig {
+                id: Some(1),
+                ..Default::default()
+            },
+            snapshot_pricing: StoragePriceConfig::default(),
+            backup_pricing: StoragePriceConfig::default(),
+            ipv4_pricing: IpPriceConfig::default(),
+            ipv6_pricing: IpPriceConfig::default(),
+        }
+    }
+}
+
+/// Overrides given on the command line (flags, or their `SKIFF_*` variables through clap).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+}
+
+/// Environment variables that name a command-line input rather than a configuration key.
+const NOT_KEYS: &[&str] = &["SKIFF_CONFIG"];
+
+impl Config {
+    /// Loads defaults ← file ← environment ← overrides, then validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Syntax {
+                        path: path.into(),
+                        message: e.message().to_string(),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut env: Vec<_> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("SKIFF_") && !NOT_KEYS.contains(&k.as_str()))
+            .collect();
+        env.sort();
+        for (var, raw) in env {
+            let path: Vec<String> = var["SKIFF_".len()..]
+                .split("__")
+                .map(|p| p.to_ascii_lowercase())
+                .collect();
+            set_path(&mut table, &path, env_value(&raw), &var)?;
+        }
+        if let Some(d) = &overrides.data_dir {
+            table.insert(
+                "data_dir".into(),
+                toml::Value::String(d.to_string_lossy().into_owned()),
+            );
+        }
+        if let Some(l) = &overrides.listen {
+            table.insert("listen".into(), toml::Value::String(l.clone()));
+        }
+        let cfg: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                bad(&key, e.into_inner().to_string())
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(bad("data_dir", "must not be empty"));
+        }
+        if self.job_workers == 0 || self.job_workers > 64 {
+            return Err(bad("job_workers", "must be between 1 and 64"));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(bad("max_body_bytes", "must be at least 1024"));
+        }
+        if self.reconcile_interval_secs == 0 {
+            return Err(bad("reconcile_interval_secs", "must be at least 1"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log).map_err(|e| bad("log", e.to_string()))?;
+        for (name, t) in [
+            ("rate_limit.standard", self.rate_limit.standard),
+            ("rate_limit.high", self.rate_limit.high),
+        ] {
+            if t.per_second == 0 {
+                return Err(bad(&format!("{name}.per_second"), "must be at least 1"));
+            }
+            if t.burst < t.per_second {
+                return Err(bad(&format!("{name}.burst"), "must be at least per_second"));
+            }
+        }
+        let c = &self.catalog;
+        if c.regions.is_empty() {
+            return Err(bad("catalog.regions", "at least one region is needed"));
+        }
+        if c.regions.iter().filter(|r| r.is_default).count() != 1 {
+            return Err(bad(
+                "catalog.regions",
+                "exactly one region must have is_default = true",
+            ));
+        }
+        let codes: Vec<&str> = c.regions.iter().map(|r| r.code.as_str()).collect();
+        unique("catalog.regions", "code", codes.iter().copied())?;
+        unique(
+            "catalog.regions",
+            "id",
+            c.regions.iter().map(|r| r.id.to_string()),
+        )?;
+        unique(
+            "catalog.vm_plans",
+            "id",
+            c.vm_plans.iter().map(|p| p.id.to_string()),
+        )?;
+        unique(
+            "catalog.templates",
+            "id",
+            c.templates.iter().map(|t| t.id.to_string()),
+        )?;
+        for (i, p) in c.vm_plans.iter().enumerate() {
+            let key = format!("catalog.vm_plans[{i}]");
+            if !codes.contains(&p.region.as_str()) {
+                return Err(bad(
+                    &format!("{key}.region"),
+                    format!("unknown region {:?}", p.region),
+                ));
+            }
+            if !["standard", "premium"].contains(&p.vm_type.as_str()) {
+                return Err(bad(
+                    &format!("{key}.vm_type"),
+                    "must be standard or premium",
+                ));
+            }
+            if p.vcpu < 1 || p.memory_gib < 1 || p.ssd_gib < 1 {
+                return Err(bad(&key, "vcpu, memory_gib and ssd_gib must be at least 1"));
+            }
+        }
+        for (i, t) in c.templates.iter().enumerate() {
+            let key = format!("catalog.templates[{i}]");
+            if !codes.contains(&t.region.as_str()) {
+                return Err(bad(
+                    &format!("{key}.region"),
+                    format!("unknown region {:?}", t.region),
+                ));
+            }
+            if !["os", "marketplace"].contains(&t.category.as_str()) {
+                return Err(bad(&format!("{key}.category"), "must be os or marketplace"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The default region's code.
+    pub fn default_region(&self) -> &str {
+        self.catalog
+            .regions
+            .iter()
+            .find(|r| r.is_default)
+            .map(|r| r.code.as_str())
+            .unwrap_or("us-east")
+    }
+}
+
+fn unique<S: AsRef<str>>(
+    list: &str,
+    field: &str,
+    values: impl Iterator<Item = S>,
+) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for v in values {
+        if !seen.insert(v.as_ref().to_string()) {
+            return Err(bad(
+                &format!("{list}.{field}"),
+                format!("{:?} appears twice", v.as_ref()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An environment value is TOML when it parses as a TOML value, else a plain string.
+fn env_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.into()),
+    }
+}
+
+fn set_path(
+    table: &mut toml::Table,
+    path: &[String],
+    value: toml::Value,
+    var: &str,
+) -> Result<(), ConfigError> {
+    let (last, parents) = path.split_last().ok_or_else(|| bad(var, "empty key"))?;
+    let mut cur = table;
+    for p in parents {
+        let entry = cur
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| {
+            bad(
+                &path.join("."),
+                format!("{var} sets a key inside a non-table"),
+            )
+        })?;
+    }
+    cur.insert(last.clone(), value);
+    Ok(())
+}
+
+/// Pretty TOML of a configuration, for `skiff config show`.
+pub fn to_toml(cfg: &Config) -> String {
+    toml::to_string_pretty(cfg).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_listen_on_loopback() {
+        let c = Config::load(None, vec![], &Overrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.rate_limit.standard.per_second, 30);
+        assert_eq!(c.default_region(), "us-east");
+    }
+
+    #[test]
+    fn precedence_is_file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("skiff.toml");
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:1000\"\ndata_dir = \"/a\"\n[rate_limit.standard]\nper_second = 5\nburst = 5\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&f),
+            env(&[
+                ("SKIFF_DATA_DIR", "/b"),
+                ("SKIFF_RATE_LIMIT__STANDARD__BURST", "9"),
+                ("SKIFF_CONFIG", "ignored"),
+                ("HOME", "/root"),
+            ]),
+            &Overrides {
+                listen: Some("127.0.0.1:3000".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 3000);
+        assert_eq!(c.data_dir, PathBuf::from("/b"));
+        assert_eq!(
+            c.rate_limit.standard,
+            TierLimits {
+                per_second: 5,
+                burst: 9
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_bad_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("skiff.toml");
+        std::fs::write(&f, "[rate_limit.high]\nper_second = \"fast\"\nburst = 1\n").unwrap();
+        let e = Config::load(Some(&f), vec![], &Overrides::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("`rate_limit.high.per_second`"),
+            "{e}"
+        );
+
+        std::fs::write(&f, "lisen = \"x\"\n").unwrap();
+        let e = Config::load(Some(&f), vec![], &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+
+        let e = Config::load(
+            None,
+            env(&[("SKIFF_LISTEN", "nowhere")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`listen`"), "{e}");
+
+        let e = Config::load(
+            None,
+            env(&[("SKIFF_JOB_WORKERS", "0")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`job_workers`"), "{e}");
+
+        let e = Config::load(
+            None,
+            env(&[("SKIFF_RATE_LIMIT__STANDARD__BURST", "1")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("rate_limit.standard.burst"), "{e}");
+
+        std::fs::write(&f, "listen = [").unwrap();
+        let e = Config::load(Some(&f), vec![], &Overrides::default()).unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+    }
+}

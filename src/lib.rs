@@ -1,0 +1,9 @@
+//! skiff: a self-hosted cloud in one binary. See `README.md` and `docs/`.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod jobs;
+pub mod model;
+pub mod service;
+pub mod store;

@@ -1,0 +1,27 @@
+//! Stored records. Each is a [`crate::store::Record`]; wire shapes live in `api::types`.
+
+mod account;
+mod api_key;
+mod job;
+mod project;
+mod ssh_key;
+
+pub use account::{Account, User};
+pub use api_key::{ApiKey, ProjectAccess, RateLimitTier};
+pub use job::{Job, JobStatus};
+pub use project::Project;
+pub use ssh_key::SshKey;
+
+/// Timestamps are UTC, serialised as RFC 3339.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;
+
+/// The current time, truncated to microseconds so it survives an RFC 3339 round trip.
+pub fn now() -> Timestamp {
+    let t = chrono::Utc::now();
+    chrono::DurationRound::duration_trunc(t, chrono::TimeDelta::microseconds(1)).unwrap_or(t)
+}
+
+/// Primary key bytes of a UUID-keyed record.
+pub fn uuid_key(id: &uuid::Uuid) -> Vec<u8> {
+    id.hyphenated().to_string().into_bytes()
+}

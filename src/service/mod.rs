@@ -1,0 +1,135 @@
+//! The one place for business rules, validation and permission checks. Every API
+//! dialect and the dashboard call these functions; none of them touches the store.
+
+mod api_keys;
+pub mod authz;
+pub mod catalog;
+mod init;
+mod jobs;
+mod projects;
+mod ssh_keys;
+pub mod sshkey;
+
+pub use api_keys::{ApiKeyChange, NewApiKey, WithSecret};
+pub use authz::Principal;
+pub use init::InitReport;
+pub use projects::{NewProject, ProjectChange};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::CatalogConfig;
+use crate::jobs::{DiagSteps, JobEngine, JobError, JobHandler};
+use crate::model::{Account, ApiKey, Project, SshKey, User};
+use crate::store::{Store, StoreError, Table};
+
+/// Errors of the service layer; the HTTP edge maps each to a status and error body.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is malformed or breaks a rule; the message says which.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such resource, or not one the caller can see.
+    #[error("{kind} not found")]
+    NotFound { kind: &'static str },
+    /// No valid API key was presented.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The key is valid but not allowed to do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The resource is in a state that does not allow this.
+    #[error("{0}")]
+    Conflict(String),
+    /// The operation needs an `X-Project-ID` header.
+    #[error("X-Project-ID required")]
+    ProjectRequired,
+    /// The datastore failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The job engine failed.
+    #[error(transparent)]
+    Jobs(#[from] JobError),
+}
+
+pub(crate) fn invalid(msg: impl Into<String>) -> ServiceError {
+    ServiceError::Invalid(msg.into())
+}
+
+/// A window of a list; `limit` and `offset` are already clamped to sane values.
+#[derive(Clone, Copy, Debug)]
+pub struct Page {
+    pub limit: usize,
+    pub offset: usize,
+}
+
+/// A page of results and the number of all matching items.
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub total: usize,
+}
+
+impl<T> Paged<T> {
+    fn of(all: Vec<T>, page: Page) -> Self {
+        let total = all.len();
+        let items = all.into_iter().skip(page.offset).take(page.limit).collect();
+        Paged { items, total }
+    }
+}
+
+/// Handles on everything the use cases need. Cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    accounts: Table<Account>,
+    users: Table<User>,
+    projects: Table<Project>,
+    ssh_keys: Table<SshKey>,
+    api_keys: Table<ApiKey>,
+    jobs: JobEngine,
+    catalog: CatalogConfig,
+}
+
+impl Services {
+    /// Opens the tables and the job engine over `store`. Job handlers of later layers
+    /// are passed in; the built-in diagnostics are always there.
+    pub fn new(
+        store: Store,
+        catalog: CatalogConfig,
+        data_dir: PathBuf,
+        job_workers: usize,
+        mut handlers: Vec<Arc<dyn JobHandler>>,
+    ) -> Result<Self, ServiceError> {
+        for resumable in [true, false] {
+            handlers.push(Arc::new(DiagSteps {
+                dir: data_dir.join("diag"),
+                resumable,
+            }));
+        }
+        let jobs = JobEngine::new(store.clone(), job_workers, handlers)?;
+        Ok(Services {
+            inner: Arc::new(Inner {
+                accounts: store.table()?,
+                users: store.table()?,
+                projects: store.table()?,
+                ssh_keys: store.table()?,
+                api_keys: store.table()?,
+                store,
+                jobs,
+                catalog,
+            }),
+        })
+    }
+
+    pub fn jobs(&self) -> &JobEngine {
+        &self.inner.jobs
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+}
