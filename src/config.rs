@@ -267,7 +267,13 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Config, ConfigError> {
-        let mut table = match file {
+        // Start from the defaults so that a file or variable may set one field of a
+        // nested table (say `rate_limit.standard.burst`) and keep the others.
+        let mut table = match toml::Value::try_from(Config::default()) {
+            Ok(toml::Value::Table(t)) => t,
+            _ => toml::Table::new(),
+        };
+        let from_file = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.into(),
@@ -281,6 +287,7 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        merge(&mut table, from_file);
         let mut env: Vec<_> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with("SKIFF_") && !NOT_KEYS.contains(&k.as_str()))
@@ -422,6 +429,19 @@ fn unique<S: AsRef<str>>(
         }
     }
     Ok(())
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
+/// Lists (such as `catalog.vm_plans`) replace as a whole.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
 }
 
 /// An environment value is TOML when it parses as a TOML value, else a plain string.

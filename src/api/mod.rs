@@ -12,6 +12,7 @@ mod middleware;
 mod permissions;
 mod projects;
 pub mod ratelimit;
+mod roles;
 mod ssh_keys;
 mod system;
 pub mod types;
@@ -72,7 +73,7 @@ impl utoipa::Modify for SecurityAddon {
         catalog::snapshot_pricing, catalog::backup_pricing, catalog::ip_pricing,
         projects::list, projects::create, projects::get, projects::update, projects::delete,
         ssh_keys::list, ssh_keys::create, ssh_keys::get, ssh_keys::update, ssh_keys::delete,
-        permissions::list,
+        permissions::list, roles::list, roles::get,
         api_keys::list, api_keys::create, api_keys::get, api_keys::update, api_keys::revoke,
         api_keys::regenerate,
         jobs::list, jobs::get, jobs::create_diag,
@@ -143,6 +144,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
                     .route(web::delete().to(ssh_keys::delete)),
             )
             .service(res("/permissions", "GET").route(web::get().to(permissions::list)))
+            .service(res("/roles", "GET").route(web::get().to(roles::list)))
+            .service(res("/roles/{id}", "GET").route(web::get().to(roles::get)))
             .service(
                 res("/api-keys", "GET, POST")
                     .route(web::get().to(api_keys::list))

@@ -425,3 +425,31 @@ pub struct CreateDiagJobRequest {
 fn yes() -> bool {
     true
 }
+
+// ---------------------------------------------------------------- roles
+
+#[derive(Serialize, ToSchema)]
+pub struct Role {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    /// `account` or `project`.
+    pub scope: String,
+    pub permissions: Vec<String>,
+    pub is_system: bool,
+}
+
+single!(RoleResponse, Role);
+listed!(RoleList, Role);
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RoleQuery {
+    /// `account` or `project`.
+    pub scope: Option<String>,
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<String>,
+    #[param(value_type = Option<i64>)]
+    pub offset: Option<String>,
+}

@@ -61,6 +61,7 @@ impl<'a> Reader<'a> {
 
 /// Validates and normalises one public key line.
 pub fn parse(text: &str) -> Result<PublicKey, KeyError> {
+    let text = text.trim();
     let mut parts = text.split_whitespace();
     let (Some(kind), Some(data)) = (parts.next(), parts.next()) else {
         return Err(KeyError::Shape);
