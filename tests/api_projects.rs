@@ -118,7 +118,7 @@ fn bad_project_input_is_refused_and_changes_nothing() {
 
     let id = &s.admin.project_id;
     s.admin_call("PUT", &format!("/api/v1/projects/{id}"))
-        .json(json!({"name": " "}))
+        .json(json!({"name": ""}))
         .error(400);
     s.admin_call("PUT", "/api/v1/projects/not-a-uuid")
         .json(json!({"name": "a"}))

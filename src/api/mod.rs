@@ -60,6 +60,45 @@ impl utoipa::Modify for SecurityAddon {
     }
 }
 
+/// Declares the answers every operation with a JSON body can give: a body that is not
+/// JSON (400) or too large (413).
+struct BodyResponses;
+
+impl utoipa::Modify for BodyResponses {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |desc: &str| {
+            ResponseBuilder::new()
+                .description(desc)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Error")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in doc.paths.paths.values_mut() {
+            for op in [&mut item.post, &mut item.put, &mut item.patch]
+                .into_iter()
+                .flatten()
+            {
+                if op.request_body.is_none() {
+                    continue;
+                }
+                let r = &mut op.responses.responses;
+                for (code, desc) in [
+                    ("400", "The body is not JSON of the expected shape"),
+                    ("413", "The body is larger than the server accepts"),
+                ] {
+                    r.entry(code.to_string())
+                        .or_insert_with(|| error(desc).into());
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -78,7 +117,7 @@ impl utoipa::Modify for SecurityAddon {
         api_keys::regenerate,
         jobs::list, jobs::get, jobs::create_diag,
     ),
-    modifiers(&SecurityAddon),
+    modifiers(&SecurityAddon, &BodyResponses),
     security(("ApiKeyAuth" = [])),
 )]
 struct ApiDoc;
@@ -98,6 +137,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(max_body)
+            .content_type_required(false)
             .error_handler(error::json_error),
     )
     .app_data(web::QueryConfig::default().error_handler(error::query_error))

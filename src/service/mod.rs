@@ -56,6 +56,16 @@ pub(crate) fn invalid(msg: impl Into<String>) -> ServiceError {
     ServiceError::Invalid(msg.into())
 }
 
+/// A display name: 1 to `max` characters, taken as given. The contract allows any
+/// string of that length, so nothing else is refused; pages escape what they show.
+pub(crate) fn check_name(name: &str, max: usize) -> Result<String, ServiceError> {
+    let n = name.chars().count();
+    if n == 0 || n > max {
+        return Err(invalid(format!("name must be 1 to {max} characters")));
+    }
+    Ok(name.to_string())
+}
+
 /// A window of a list; `limit` and `offset` are already clamped to sane values.
 #[derive(Clone, Copy, Debug)]
 pub struct Page {

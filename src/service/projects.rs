@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{invalid, Page, Paged, Principal, ServiceError, Services};
+use super::{check_name, invalid, Page, Paged, Principal, ServiceError, Services};
 use crate::model::{now, uuid_key, ApiKey, Project};
 
 pub struct NewProject {
@@ -19,17 +19,6 @@ pub struct ProjectChange {
 }
 
 const MAX_DESCRIPTION: usize = 1024;
-
-fn check_name(name: &str) -> Result<String, ServiceError> {
-    let n = name.trim();
-    if n.is_empty() || n.chars().count() > 64 {
-        return Err(invalid("name must be 1 to 64 characters"));
-    }
-    if n.chars().any(char::is_control) {
-        return Err(invalid("name must not contain control characters"));
-    }
-    Ok(n.to_string())
-}
 
 fn check_description(d: &str) -> Result<String, ServiceError> {
     if d.chars().count() > MAX_DESCRIPTION {
@@ -118,7 +107,7 @@ impl Services {
         new: NewProject,
     ) -> Result<Project, ServiceError> {
         who.require("account.projects.create")?;
-        let name = check_name(&new.name)?;
+        let name = check_name(&new.name, 64)?;
         let description = new
             .description
             .as_deref()
@@ -168,7 +157,11 @@ impl Services {
     ) -> Result<Project, ServiceError> {
         who.require("account.projects.manage")?;
         self.visible_project(who, id)?;
-        let name = change.name.as_deref().map(check_name).transpose()?;
+        let name = change
+            .name
+            .as_deref()
+            .map(|n| check_name(n, 64))
+            .transpose()?;
         let description = change
             .description
             .as_deref()

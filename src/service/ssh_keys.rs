@@ -2,20 +2,9 @@
 
 use uuid::Uuid;
 
-use super::{invalid, sshkey, Principal, ServiceError, Services};
+use super::{check_name, invalid, sshkey, Principal, ServiceError, Services};
 use crate::model::{now, uuid_key, SshKey};
 use crate::store::StoreError;
-
-fn check_name(name: &str) -> Result<String, ServiceError> {
-    let n = name.trim();
-    if n.is_empty() || n.chars().count() > 128 {
-        return Err(invalid("name must be 1 to 128 characters"));
-    }
-    if n.chars().any(char::is_control) {
-        return Err(invalid("name must not contain control characters"));
-    }
-    Ok(n.to_string())
-}
 
 impl Services {
     fn own_ssh_key(&self, who: &Principal, id: &Uuid) -> Result<SshKey, ServiceError> {
@@ -47,7 +36,7 @@ impl Services {
         public_key: &str,
     ) -> Result<SshKey, ServiceError> {
         who.require("account.sshkeys.create")?;
-        let name = check_name(name)?;
+        let name = check_name(name, 128)?;
         let parsed = sshkey::parse(public_key).map_err(|e| invalid(e.to_string()))?;
         let t = now();
         let key = SshKey {
@@ -78,7 +67,7 @@ impl Services {
     ) -> Result<SshKey, ServiceError> {
         who.require("account.sshkeys.manage")?;
         self.own_ssh_key(who, id)?;
-        let name = check_name(name)?;
+        let name = check_name(name, 128)?;
         self.inner
             .ssh_keys
             .update::<ServiceError>(&uuid_key(id), |k| {
