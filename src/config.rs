@@ -258,6 +258,8 @@ pub struct Overrides {
 }
 
 /// Environment variables that name a command-line input rather than a configuration key.
+/// Other `SKIFF_*` variables whose first part names no configuration section are
+/// ignored with a notice; inside a section, an unknown key is an error.
 const NOT_KEYS: &[&str] = &["SKIFF_CONFIG"];
 
 impl Config {
@@ -293,11 +295,18 @@ impl Config {
             .filter(|(k, _)| k.starts_with("SKIFF_") && !NOT_KEYS.contains(&k.as_str()))
             .collect();
         env.sort();
+        let top_level: Vec<String> = table.keys().cloned().collect();
         for (var, raw) in env {
             let path: Vec<String> = var["SKIFF_".len()..]
                 .split("__")
                 .map(|p| p.to_ascii_lowercase())
                 .collect();
+            // Variables that name no configuration section belong to something else
+            // (scripts, tests); say so rather than refuse to start.
+            if !top_level.contains(&path[0]) {
+                eprintln!("skiff: ignoring {var}: not a configuration key");
+                continue;
+            }
             set_path(&mut table, &path, env_value(&raw), &var)?;
         }
         if let Some(d) = &overrides.data_dir {
@@ -517,6 +526,7 @@ mod tests {
                 ("SKIFF_DATA_DIR", "/b"),
                 ("SKIFF_RATE_LIMIT__STANDARD__BURST", "9"),
                 ("SKIFF_CONFIG", "ignored"),
+                ("SKIFF_SOMETHING_ELSE", "ignored too"),
                 ("HOME", "/root"),
             ]),
             &Overrides {
@@ -574,6 +584,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("rate_limit.standard.burst"), "{e}");
+
+        let e = Config::load(
+            None,
+            env(&[("SKIFF_RATE_LIMIT__BOGUS", "1")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
 
         std::fs::write(&f, "listen = [").unwrap();
         let e = Config::load(Some(&f), vec![], &Overrides::default()).unwrap_err();

@@ -134,7 +134,7 @@ impl Services {
             .inner
             .api_keys
             .by_index(ApiKey::BY_ACCOUNT, &uuid_key(&who.account_id))?;
-        all.sort_by(|a, b| (a.created_at, a.id).cmp(&(b.created_at, b.id)));
+        all.sort_by_key(|k| (k.created_at, k.id));
         Ok(Paged::of(all, page))
     }
 

@@ -217,7 +217,7 @@ pub const SYSTEM_ROLES: &[SystemRole] = &[
     },
 ];
 
-const ROLE_NAMESPACE: Uuid = Uuid::from_u128(0x5c1f_f000_0000_4000_8000_726f6c657300);
+const ROLE_NAMESPACE: Uuid = Uuid::from_u128(0x5c1f_f000_0000_4000_8000_726f_6c65_7300);
 
 impl SystemRole {
     pub fn id(&self) -> Uuid {

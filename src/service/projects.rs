@@ -92,7 +92,7 @@ impl Services {
             .into_iter()
             .filter(|p| who.can_see_project(&p.id))
             .collect();
-        all.sort_by(|a, b| (a.created_at, a.id).cmp(&(b.created_at, b.id)));
+        all.sort_by_key(|k| (k.created_at, k.id));
         Ok(Paged::of(all, page))
     }
 

@@ -20,7 +20,7 @@ impl Services {
             .inner
             .ssh_keys
             .by_index(SshKey::BY_ACCOUNT, &uuid_key(&who.account_id))?;
-        keys.sort_by(|a, b| (a.created_at, a.id).cmp(&(b.created_at, b.id)));
+        keys.sort_by_key(|k| (k.created_at, k.id));
         Ok(keys)
     }
 

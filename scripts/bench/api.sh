@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Benchmark of the API edge, written to docs/benchmarks.md:
+#   - GET /api/v1/projects?limit=100 (100 projects, an unlimited-tier key) at 50
+#     connections, next to a trivial actix-web JSON handler in the same run;
+#   - the rate limiter's own cost: limiter on (a tier too high to trigger) vs off.
+# Everything runs on loopback. Usage: bash scripts/bench/api.sh [seconds-per-run]
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+cd "$ROOT_DIR"
+
+DUR=${1:-10}
+CONNS=50
+need_build_deps
+need_pkgs wrk
+say "building release binaries"
+cargo build --release --locked --bin skiff --example peer_json
+BIN=target/release/skiff
+PEER=target/release/examples/peer_json
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start NAME CONFIG → sets URL; the server runs in the background.
+start() {
+    local cfg="$WORK/$1.toml" p
+    printf '%s\n' "$2" > "$cfg"
+    p=$(port)
+    SKIFF_LOG=warn "$BIN" --config "$cfg" --data-dir "$WORK/data" --listen "127.0.0.1:$p" serve > "$WORK/$1.out" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/health" >/dev/null 2>&1 && break; sleep 0.1; done
+    URL="http://127.0.0.1:$p"
+}
+stop_last() { kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unset 'PIDS[-1]'; }
+
+# wrk_run URL [KEY] → "requests/s p99_ms"
+wrk_run() {
+    local out
+    if [ -n "${2:-}" ]; then
+        out=$(wrk -t2 -c"$CONNS" -d"${DUR}s" --latency -H "X-API-Key: $2" "$1")
+    else
+        out=$(wrk -t2 -c"$CONNS" -d"${DUR}s" --latency "$1")
+    fi
+    echo "$out" >> "$WORK/wrk.log"
+    local rps p99 non2xx
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+    [ -z "$non2xx" ] || { echo "wrk saw $non2xx non-2xx answers" >&2; exit 1; }
+    p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
+    echo "$rps $p99"
+}
+
+say "preparing a data directory with 100 projects"
+INIT=$("$BIN" --data-dir "$WORK/data" init --json)
+KEY=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' <<<"$INIT")
+KEY_ID=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key_id"])' <<<"$INIT")
+"$BIN" --data-dir "$WORK/data" admin set-tier "$KEY_ID" unlimited >/dev/null
+start setup ""
+for i in $(seq 1 99); do
+    curl -sf -X POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
+        -d "{\"name\":\"project-$i\",\"description\":\"benchmark project $i\"}" "$URL/api/v1/projects" >/dev/null
+done
+TOTAL=$(curl -sf -H "X-API-Key: $KEY" "$URL/api/v1/projects?limit=100" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["total"], len(d["data"]))')
+[ "$TOTAL" = "100 100" ] || { echo "expected 100 projects, got $TOTAL" >&2; exit 1; }
+stop_last
+
+# For the limiter rows the same key gets the "high" tier, with figures out of reach.
+HUGE='[rate_limit.standard]
+per_second = 1000000000
+burst = 1000000000
+[rate_limit.high]
+per_second = 1000000000
+burst = 1000000000'
+
+"$BIN" --data-dir "$WORK/data" admin set-tier "$KEY_ID" unlimited >/dev/null
+start main ""
+say "skiff, unlimited key: GET /api/v1/projects?limit=100"
+read -r S_RPS S_P99 < <(wrk_run "$URL/api/v1/projects?limit=100" "$KEY")
+say "skiff, unlimited key: GET /api/v1/permissions (no store read)"
+read -r PERM_RPS PERM_P99 < <(wrk_run "$URL/api/v1/permissions" "$KEY")
+stop_last
+
+P=$(port)
+"$PEER" "127.0.0.1:$P" > "$WORK/peer.out" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$P/json" >/dev/null 2>&1 && break; sleep 0.1; done
+say "peer: trivial actix-web JSON handler"
+read -r PEER_RPS PEER_P99 < <(wrk_run "http://127.0.0.1:$P/json")
+stop_last
+
+"$BIN" --data-dir "$WORK/data" admin set-tier "$KEY_ID" high >/dev/null
+start limiter_on "$HUGE"
+say "limiter on (high tier, limits out of reach): GET /api/v1/permissions"
+read -r ON_RPS ON_P99 < <(wrk_run "$URL/api/v1/permissions" "$KEY")
+stop_last
+start limiter_off "$HUGE
+[rate_limit]
+enabled = false"
+say "limiter off: GET /api/v1/permissions"
+read -r OFF_RPS OFF_P99 < <(wrk_run "$URL/api/v1/permissions" "$KEY")
+stop_last
+"$BIN" --data-dir "$WORK/data" admin set-tier "$KEY_ID" unlimited >/dev/null
+
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+CPU=$(awk -F: '/model name/ {gsub(/^ +/,"",$2); print $2; exit}' /proc/cpuinfo)
+TABLE=$(cat <<MD
+<!-- api-bench:start -->
+## API edge (issue 2)
+
+\`bash scripts/bench/api.sh $DUR\` — wrk, 2 threads, $CONNS connections, ${DUR} s per row, everything
+on loopback on one $(nproc)-core machine ($CPU), wrk sharing the cores with the server.
+Release build. Measured $(date -u +%Y-%m-%d).
+
+| what | requests/s | p99 latency (ms) | vs peer |
+|---|---:|---:|---:|
+| peer: trivial actix-web JSON handler (\`examples/peer_json.rs\`) | $PEER_RPS | $PEER_P99 | 1.00 |
+| skiff \`GET /api/v1/projects?limit=100\`, 100 projects, unlimited key | $S_RPS | $S_P99 | $(ratio "$S_RPS" "$PEER_RPS") |
+| skiff \`GET /api/v1/permissions\` (auth, no list read), unlimited key | $PERM_RPS | $PERM_P99 | $(ratio "$PERM_RPS" "$PEER_RPS") |
+
+Rate limiter cost, same run, same route (\`GET /api/v1/permissions\`):
+
+| limiter | requests/s | p99 latency (ms) | on / off |
+|---|---:|---:|---:|
+| off (\`rate_limit.enabled = false\`) | $OFF_RPS | $OFF_P99 | 1.00 |
+| on, high tier with limits out of reach | $ON_RPS | $ON_P99 | $(ratio "$ON_RPS" "$OFF_RPS") |
+<!-- api-bench:end -->
+MD
+)
+mkdir -p docs
+[ -f docs/benchmarks.md ] || printf '# Benchmarks\n\nEvery table here is written by the script named above it; rerun it to refresh.\n\n' > docs/benchmarks.md
+python3 - "$TABLE" <<'PY'
+import re, sys
+table = sys.argv[1]
+path = "docs/benchmarks.md"
+text = open(path).read()
+pat = re.compile(r"<!-- api-bench:start -->.*?<!-- api-bench:end -->", re.S)
+text = pat.sub(lambda _: table, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + table + "\n"
+open(path, "w").write(text)
+PY
+echo "$TABLE"
