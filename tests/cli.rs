@@ -126,8 +126,17 @@ fn admin_tools_refuse_while_the_server_runs() {
 #[test]
 fn the_packaged_default_configuration_loads() {
     let cfg = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/skiff.toml");
-    let out = Command::new(BIN).arg("--config").arg(&cfg).arg("config").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("data_dir = \"/var/lib/skiff\""));
     assert!(shown.contains("per_second = 30"));
