@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod app;
+pub mod compute;
 pub mod config;
 pub mod jobs;
 pub mod model;

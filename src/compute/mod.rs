@@ -1,0 +1,123 @@
+//! Compute: the `Hypervisor` trait and its libvirt implementation, the domain XML it
+//! defines, guest disks (thin qcow2 overlays) and NoCloud seeds. A driver: it owns
+//! host objects and knows nothing of records, projects or HTTP.
+
+pub mod disk;
+mod libvirt;
+pub mod seed;
+pub mod xml;
+
+pub use libvirt::Libvirt;
+
+use std::path::PathBuf;
+
+use uuid::Uuid;
+
+/// Errors of the compute driver.
+#[derive(Debug, thiserror::Error)]
+pub enum ComputeError {
+    /// libvirt refused or failed an operation.
+    #[error("libvirt {op} failed: {message}")]
+    Libvirt { op: &'static str, message: String },
+    /// No domain of that name exists.
+    #[error("no domain named {0}")]
+    NoDomain(String),
+    /// A disk or seed operation on the host failed.
+    #[error("{what}: {reason}")]
+    Host { what: String, reason: String },
+}
+
+/// Hardware acceleration of guests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualisation through /dev/kvm.
+    Kvm,
+    /// QEMU's software emulation: slow, but works everywhere.
+    Tcg,
+}
+
+impl Accel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+
+    /// KVM when the CPU has VMX/SVM and /dev/kvm opens; TCG otherwise.
+    pub fn detect() -> Accel {
+        let cpu_can = std::fs::read_to_string("/proc/cpuinfo")
+            .map(|c| {
+                c.lines()
+                    .filter(|l| l.starts_with("flags"))
+                    .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+            })
+            .unwrap_or(false);
+        let dev_ok = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok();
+        if cpu_can && dev_ok {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        }
+    }
+}
+
+/// One guest NIC on a host bridge.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NicSpec {
+    pub mac: String,
+    pub bridge: String,
+    /// Host-side tap name (at most 15 bytes); libvirt creates it at every start.
+    pub tap: String,
+}
+
+/// Everything a domain is made of; the service builds it from a VM record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DomainSpec {
+    pub name: String,
+    pub uuid: Uuid,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub disk: PathBuf,
+    /// NoCloud seed image (label `cidata`), attached read-only as the second disk.
+    pub seed: Option<PathBuf>,
+    pub nics: Vec<NicSpec>,
+    /// The serial console's log, written (and rotated) by virtlogd.
+    pub serial_log: PathBuf,
+    pub accel: Accel,
+}
+
+/// Power state of a domain as the host sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerState {
+    Running,
+    Paused,
+    ShutOff,
+    Crashed,
+    /// Shutting down, suspended, or a state libvirt added later.
+    Other,
+}
+
+/// A hypervisor backend. Calls block: run them on the blocking pool.
+pub trait Hypervisor: Send + Sync + 'static {
+    fn accel(&self) -> Accel;
+    /// Defines (or redefines) a persistent domain; does not start it.
+    fn define(&self, spec: &DomainSpec) -> Result<(), ComputeError>;
+    fn start(&self, name: &str) -> Result<(), ComputeError>;
+    /// Asks the guest to power off (ACPI).
+    fn shutdown(&self, name: &str) -> Result<(), ComputeError>;
+    /// Pulls the plug. A domain already off is not an error.
+    fn destroy(&self, name: &str) -> Result<(), ComputeError>;
+    /// `hard`: reset like a power button; otherwise ask the guest.
+    fn reboot(&self, name: &str, hard: bool) -> Result<(), ComputeError>;
+    /// Removes the definition (the domain must be off). A missing domain is not an error.
+    fn undefine(&self, name: &str) -> Result<(), ComputeError>;
+    /// `None` when no such domain is defined.
+    fn state(&self, name: &str) -> Result<Option<PowerState>, ComputeError>;
+    /// Names of the domains whose name starts with `prefix`.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, ComputeError>;
+}

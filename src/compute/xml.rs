@@ -1,0 +1,120 @@
+//! Domain XML from a [`DomainSpec`]. Pure, so it is tested without libvirt.
+
+use std::fmt::Write;
+
+use super::{Accel, DomainSpec};
+
+/// Escapes text for an XML attribute or element.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+/// The libvirt domain XML of `spec`.
+pub fn domain_xml(spec: &DomainSpec) -> String {
+    let kind = match spec.accel {
+        Accel::Kvm => "kvm",
+        Accel::Tcg => "qemu",
+    };
+    let mut x = String::new();
+    let _ = writeln!(x, "<domain type='{kind}'>");
+    let _ = writeln!(x, "  <name>{}</name>", esc(&spec.name));
+    let _ = writeln!(x, "  <uuid>{}</uuid>", spec.uuid);
+    let _ = writeln!(x, "  <memory unit='MiB'>{}</memory>", spec.memory_mib);
+    let _ = writeln!(x, "  <vcpu>{}</vcpu>", spec.vcpus);
+    x.push_str(
+        "  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <boot dev='hd'/>\n  </os>\n",
+    );
+    x.push_str("  <features><acpi/><apic/></features>\n");
+    if spec.accel == Accel::Kvm {
+        x.push_str("  <cpu mode='host-passthrough'/>\n");
+    }
+    x.push_str("  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n");
+    x.push_str("  <devices>\n");
+    let _ = writeln!(
+        x,
+        "    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2' discard='unmap'/>\n      <source file='{}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>",
+        esc(&spec.disk.to_string_lossy())
+    );
+    if let Some(seed) = &spec.seed {
+        let _ = writeln!(
+            x,
+            "    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source file='{}'/>\n      <target dev='vdb' bus='virtio'/>\n      <readonly/>\n    </disk>",
+            esc(&seed.to_string_lossy())
+        );
+    }
+    for nic in &spec.nics {
+        let _ = writeln!(
+            x,
+            "    <interface type='bridge'>\n      <mac address='{}'/>\n      <source bridge='{}'/>\n      <target dev='{}'/>\n      <model type='virtio'/>\n    </interface>",
+            esc(&nic.mac),
+            esc(&nic.bridge),
+            esc(&nic.tap)
+        );
+    }
+    let log = esc(&spec.serial_log.to_string_lossy());
+    let _ = writeln!(
+        x,
+        "    <serial type='pty'>\n      <log file='{log}' append='on'/>\n      <target port='0'/>\n    </serial>\n    <console type='pty'>\n      <target type='serial' port='0'/>\n    </console>"
+    );
+    x.push_str("    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n");
+    x.push_str("    <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>\n");
+    x.push_str("    <memballoon model='virtio'/>\n    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\n");
+    x.push_str("  </devices>\n</domain>\n");
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compute::NicSpec;
+    use std::path::PathBuf;
+
+    fn spec() -> DomainSpec {
+        DomainSpec {
+            name: "skiff-0c3e".into(),
+            uuid: uuid::Uuid::nil(),
+            vcpus: 2,
+            memory_mib: 512,
+            disk: PathBuf::from("/var/lib/skiff/vms/a b/disk.qcow2"),
+            seed: Some(PathBuf::from("/var/lib/skiff/vms/x/seed.img")),
+            nics: vec![NicSpec {
+                mac: "52:54:00:00:00:01".into(),
+                bridge: "br-pub".into(),
+                tap: "sk-1".into(),
+            }],
+            serial_log: PathBuf::from("/var/lib/skiff/vms/x/console.log"),
+            accel: Accel::Tcg,
+        }
+    }
+
+    #[test]
+    fn tcg_guest_with_disk_seed_nic_and_logged_serial() {
+        let x = domain_xml(&spec());
+        assert!(x.starts_with("<domain type='qemu'>"));
+        assert!(x.contains("<memory unit='MiB'>512</memory>"));
+        assert!(x.contains("<vcpu>2</vcpu>"));
+        assert!(x.contains("<source file='/var/lib/skiff/vms/a b/disk.qcow2'/>"));
+        assert!(x.contains("<target dev='vdb' bus='virtio'/>\n      <readonly/>"));
+        assert!(x.contains("<source bridge='br-pub'/>"));
+        assert!(x.contains("<target dev='sk-1'/>"));
+        assert!(x.contains("<log file='/var/lib/skiff/vms/x/console.log' append='on'/>"));
+        assert!(!x.contains("host-passthrough"));
+    }
+
+    #[test]
+    fn kvm_and_escaping() {
+        let mut s = spec();
+        s.accel = Accel::Kvm;
+        s.name = "a'<b>&".into();
+        s.seed = None;
+        let x = domain_xml(&s);
+        assert!(x.starts_with("<domain type='kvm'>"));
+        assert!(x.contains("<cpu mode='host-passthrough'/>"));
+        assert!(x.contains("<name>a&apos;&lt;b&gt;&amp;</name>"));
+        assert!(!x.contains("vdb"));
+    }
+}
