@@ -25,7 +25,7 @@ need_pkgs() {
 
 # Build dependencies of the skiff binary.
 need_build_deps() {
-    need_pkgs build-essential pkg-config ca-certificates
+    need_pkgs build-essential pkg-config ca-certificates libvirt-dev
     command -v cargo >/dev/null || { echo "cargo not found: install Rust (the machine's stable toolchain)" >&2; return 1; }
 }
 
@@ -38,4 +38,62 @@ need_test_tools() {
         "$venv/bin/pip" install -q --disable-pip-version-check -r "$ROOT_DIR/scripts/requirements-test.txt"
     fi
     export SCHEMATHESIS_BIN="$venv/bin/schemathesis"
+}
+
+# QEMU and libvirt from Debian bookworm (qemu 7.2, libvirt 9.0). The machine image may
+# carry qemu-utils 10 from backports, which conflicts: pin it to bookworm's version.
+need_virt_host() {
+    if ! dpkg-query -W -f='${Status}' qemu-system-x86 2>/dev/null | grep -q "install ok installed"; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        local v
+        v=$(apt-cache madison qemu-utils | awk '$0 ~ /bookworm\/main|bookworm-security/ {print $3; exit}')
+        say "installing qemu-system-x86 with qemu-utils $v"
+        apt-get install -y -qq --no-install-recommends --allow-downgrades \
+            "qemu-utils=$v" qemu-system-x86 >/dev/null
+    fi
+    need_pkgs libvirt-daemon-system libvirt-clients qemu-system-x86 iproute2 iputils-ping
+}
+
+# A test host for system tests: network namespace $SKT_NETNS with bridge $SKT_BRIDGE
+# (10.231.0.1/24, nothing routed out), virtlogd and libvirtd running inside it so that
+# every tap of every guest lives there. Exports SKT_NETNS and SKT_BRIDGE.
+start_test_host() {
+    export SKT_NETNS=${SKT_NETNS:-skiff-test} SKT_BRIDGE=${SKT_BRIDGE:-sktbr0}
+    stop_test_host
+    ip netns add "$SKT_NETNS"
+    ip -n "$SKT_NETNS" link set lo up
+    ip -n "$SKT_NETNS" link add "$SKT_BRIDGE" type bridge
+    ip -n "$SKT_NETNS" addr add 10.231.0.1/24 dev "$SKT_BRIDGE"
+    ip -n "$SKT_NETNS" link set "$SKT_BRIDGE" up
+    if [ -e /dev/kvm ]; then chgrp kvm /dev/kvm 2>/dev/null && chmod 0660 /dev/kvm || true; fi
+    mkdir -p /var/lib/skiff-test && chmod 0755 /var/lib/skiff-test
+    nsenter --net="/run/netns/$SKT_NETNS" virtlogd -d
+    nsenter --net="/run/netns/$SKT_NETNS" libvirtd -d
+    # The first connection waits while libvirt probes QEMU.
+    local i
+    for i in $(seq 60); do
+        timeout 20 virsh -c qemu:///system version >/dev/null 2>&1 && return 0
+        sleep 1
+    done
+    echo "libvirtd did not come up" >&2
+    return 1
+}
+
+# Undoes start_test_host: guests, daemons, namespace. Safe to call when nothing runs.
+stop_test_host() {
+    local d
+    if timeout 5 virsh -c qemu:///system version >/dev/null 2>&1; then
+        for d in $(timeout 20 virsh -c qemu:///system list --all --name 2>/dev/null | grep '^skiff-test-' || true); do
+            timeout 20 virsh -c qemu:///system destroy "$d" >/dev/null 2>&1 || true
+            timeout 20 virsh -c qemu:///system undefine "$d" --nvram >/dev/null 2>&1 || true
+        done
+    fi
+    for d in libvirtd virtlogd; do
+        if [ -f "/run/$d.pid" ]; then kill "$(cat "/run/$d.pid")" 2>/dev/null || true; fi
+        pkill -x "$d" 2>/dev/null || true
+    done
+    for _ in $(seq 50); do pgrep -x libvirtd >/dev/null || pgrep -x virtlogd >/dev/null || break; sleep 0.1; done
+    rm -f /run/libvirtd.pid /run/virtlogd.pid
+    ip netns del "${SKT_NETNS:-skiff-test}" 2>/dev/null || true
 }

@@ -7,6 +7,17 @@ cd "$ROOT_DIR"
 
 need_build_deps
 need_test_tools
+if [ "$(id -u)" -eq 0 ]; then
+    need_virt_host
+    say "building the test guest template"
+    SKT_TEMPLATE=$(bash "$ROOT_DIR/scripts/test-template.sh" | tail -n 1)
+    export SKT_TEMPLATE
+    say "starting the test host (libvirtd in netns)"
+    start_test_host
+    trap stop_test_host EXIT
+else
+    echo "!!!!!!!! SKIP: not root: system tests (libvirt, QEMU) will be skipped !!!!!!!!" >&2
+fi
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

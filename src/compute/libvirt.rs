@@ -34,6 +34,9 @@ fn is_not_running(e: &virt::error::Error) -> bool {
 impl Libvirt {
     /// Connects to `uri` (e.g. `qemu:///system`) and settles on KVM or TCG.
     pub fn connect(uri: &str, accel: Accel) -> Result<Self, ComputeError> {
+        // libvirt's default handler prints every error, expected ones included (a
+        // lookup of a domain that is gone); errors reach callers as values instead.
+        virt::error::clear_error_callback();
         let conn = Connect::open(Some(uri)).map_err(fail("connect"))?;
         Ok(Libvirt { conn, accel })
     }
