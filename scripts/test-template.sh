@@ -8,8 +8,8 @@
 # labelled cidata/CIDATA), applies hostname and netplan-v2 addresses and reports on the
 # serial console, one item per line:
 #   SKIFF-GUEST hostname=NAME
-#   SKIFF-GUEST ssh-key=SHA256:...        (as `ssh-keygen -lf` prints it; one per key)
-#   SKIFF-GUEST password-hash=HASH        (one per passwd/password line)
+#   SKIFF-GUEST ssh-key=SHA256:...        (as `ssh-keygen -lf` prints it; one per distinct key)
+#   SKIFF-GUEST password-hash=HASH        (one per distinct passwd/password value)
 #   SKIFF-GUEST address=IFACE MAC CIDR    (one per configured address)
 #   SKIFF-GUEST instance-id=ID
 #   SKIFF-GUEST ready                     (after "SKIFF-GUEST no-seed" if none found)
@@ -20,7 +20,8 @@
 #
 # The image depends only on this file and the kernel package version; it is cached as
 # ${SKIFF_TEMPLATE_CACHE:-/var/cache/skiff-test}/skiff-test-<hash>.qcow2.
-# SKIFF_TEST_KERNEL names the kernel metapackage (default linux-image-amd64). Needs
+# SKIFF_TEST_KERNEL names the kernel metapackage (default linux-image-cloud-amd64:
+# LZ4-compressed, boots twice as fast under TCG as linux-image-amd64). Needs
 # qemu-utils (any version), not qemu-system. Root is needed only to build.
 set -euo pipefail
 
@@ -46,7 +47,7 @@ CACHE_DIR=$(cd "$CACHE_DIR" && pwd)
 # "linux-image-6.1.0-56-amd64 6.1.192-2". One apt-cache call: each costs ~1 s here
 # because the image disables apt's binary cache.
 # linux-image-cloud-amd64 also works and boots faster under TCG (LZ4, fewer drivers).
-KERNEL_META=${SKIFF_TEST_KERNEL:-linux-image-amd64}
+KERNEL_META=${SKIFF_TEST_KERNEL:-linux-image-cloud-amd64}
 kernel_pkg() {
     apt-cache show --no-all-versions "$KERNEL_META" 2>/dev/null |
         sed -n 's/^Depends: \(linux-image-[^ ,]*\) (= \([^)]*\)).*/\1 \2/p' | head -n 1
@@ -324,7 +325,8 @@ else
     out "hostname=$h"
 
     mkdir -p /root/.ssh
-    sed -n 's/^key //p' /tmp/ud >/root/.ssh/authorized_keys
+    # skiff lists each key twice (top level and under users: root): report it once.
+    sed -n 's/^key //p' /tmp/ud | awk '!seen[$0]++' >/root/.ssh/authorized_keys
     while read -r key; do
         blob=$(printf '%s\n' "$key" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^AAAA/) { print $i; exit } }')
         [ -n "$blob" ] || continue
@@ -332,7 +334,7 @@ else
         out "ssh-key=SHA256:$fp"
     done </root/.ssh/authorized_keys
 
-    sed -n 's/^passwd //p' /tmp/ud | while read -r pw; do out "password-hash=$pw"; done
+    sed -n 's/^passwd //p' /tmp/ud | awk '!seen[$0]++' | while read -r pw; do out "password-hash=$pw"; done
 
     awk -f /etc/skiff/netcfg.awk "$nc" >/tmp/nc
     for id in $(awk '$1 == "if" { print $2 }' /tmp/nc); do
@@ -382,6 +384,7 @@ chmod 0755 $R/init $R/etc/skiff/rc $R/etc/acpi/PWRF/00000080
 # --- disk: MBR + one FAT16 boot partition with syslinux ---------------------------------
 export MTOOLS_SKIP_CHECK=1
 # quiet: kernel messages on the serial console cost 1-2 s per boot under TCG.
+# panic=5: a broken guest reboots (qemu -no-reboot then exits) instead of hanging.
 cat >syslinux.cfg <<'EOF'
 DEFAULT skiff
 PROMPT 0

@@ -2,14 +2,17 @@
 //! workers and the reconciler, then serve HTTP until a signal.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::api::{self, ratelimit::RateLimiter, AppState};
+use crate::compute::{Accel, Hypervisor, Libvirt};
 use crate::config::Config;
 use crate::jobs::Reconciler;
+use crate::network::{bridge, Cidr};
 use crate::service::{InitReport, ServiceError, Services};
 use crate::store::{Store, StoreError};
 
@@ -42,8 +45,16 @@ pub enum AppError {
     Http(std::io::Error),
 }
 
-/// Opens the store and the services over `cfg.data_dir`.
+/// Opens the store and the services over `cfg.data_dir`, without compute: for the
+/// offline commands (`init`, `admin`).
 pub fn open(cfg: &Config) -> Result<Services, AppError> {
+    open_with(cfg, Err("offline command".into()))
+}
+
+fn open_with(
+    cfg: &Config,
+    hypervisor: Result<Arc<dyn Hypervisor>, String>,
+) -> Result<Services, AppError> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| AppError::DataDir {
         path: cfg.data_dir.clone(),
         source,
@@ -57,19 +68,42 @@ pub fn open(cfg: &Config) -> Result<Services, AppError> {
         }
         e => AppError::Store(e),
     })?;
-    Ok(Services::new(
-        store,
-        cfg.catalog.clone(),
-        cfg.data_dir.clone(),
-        cfg.job_workers,
-        vec![],
-    )?)
+    Ok(Services::new(store, cfg, hypervisor)?)
+}
+
+/// Connects to libvirt and prepares the public bridge, or says why VMs cannot run.
+fn start_compute(cfg: &Config) -> Result<Arc<dyn Hypervisor>, String> {
+    if !cfg.compute.enabled {
+        return Err("compute is disabled in the configuration".into());
+    }
+    let accel = match cfg.compute.accel.as_str() {
+        "kvm" => Accel::Kvm,
+        "tcg" => Accel::Tcg,
+        _ => Accel::detect(),
+    };
+    let net = &cfg.network.public;
+    let cidr = Cidr::parse(&net.cidr).map_err(|e| e.to_string())?;
+    let gateway = if net.gateway.is_empty() {
+        cidr.first_host().to_string()
+    } else {
+        net.gateway.clone()
+    };
+    bridge::ensure(&net.bridge, &format!("{gateway}/{}", cidr.prefix))
+        .map_err(|e| e.to_string())?;
+    let hv = Libvirt::connect(&cfg.compute.libvirt_uri, accel).map_err(|e| e.to_string())?;
+    tracing::info!(accel = accel.as_str(), uri = %cfg.compute.libvirt_uri, bridge = %net.bridge, "compute ready");
+    Ok(Arc::new(hv))
 }
 
 /// Runs the appliance. `on_first_start` receives the init report when the data
 /// directory was empty, so the caller can print the admin key once.
 pub async fn serve(cfg: Config, on_first_start: impl FnOnce(&InitReport)) -> Result<(), AppError> {
-    let services = open(&cfg)?;
+    // The first libvirt connection can take seconds while it probes QEMU.
+    let compute = start_compute(&cfg);
+    if let Err(why) = &compute {
+        tracing::warn!(reason = %why, "virtual machines are unavailable");
+    }
+    let services = open_with(&cfg, compute)?;
     if !services.is_initialized()? {
         let report = services.init("admin")?;
         on_first_start(&report);

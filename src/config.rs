@@ -49,6 +49,74 @@ pub struct Config {
     pub reconcile_interval_secs: u64,
     pub rate_limit: RateLimitConfig,
     pub catalog: CatalogConfig,
+    pub compute: ComputeConfig,
+    pub network: NetworkConfig,
+}
+
+/// Where and how guests run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComputeConfig {
+    /// Off: the VM API answers 503; everything else works (development, CI of the API).
+    pub enabled: bool,
+    pub libvirt_uri: String,
+    /// `auto` (KVM when it works, else TCG), `kvm` or `tcg`.
+    pub accel: String,
+    /// Serial-console substrings that mean the guest has booted (cloud-init's final
+    /// line, a login prompt, the test template's marker).
+    pub ready_markers: Vec<String>,
+    /// A guest that shows no marker by then is taken as booted anyway.
+    pub boot_timeout_secs: u64,
+    /// How long a stop waits for the guest to power off before pulling the plug.
+    pub stop_timeout_secs: u64,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        ComputeConfig {
+            enabled: true,
+            libvirt_uri: "qemu:///system".into(),
+            accel: "auto".into(),
+            ready_markers: vec![
+                "SKIFF-GUEST ready".into(),
+                "Cloud-init v.".into(),
+                "login:".into(),
+            ],
+            boot_timeout_secs: 300,
+            stop_timeout_secs: 60,
+        }
+    }
+}
+
+/// Host networking.
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    pub public: PublicNetworkConfig,
+}
+
+/// The public pool: one Linux bridge (skiff creates it if missing; bridge it to the LAN
+/// yourself to make it really public) and the addresses it hands out.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublicNetworkConfig {
+    pub bridge: String,
+    /// The pool, e.g. `203.0.113.0/24`.
+    pub cidr: String,
+    /// The guests' default gateway; never handed out. Empty: the pool's first address.
+    pub gateway: String,
+    pub nameservers: Vec<String>,
+}
+
+impl Default for PublicNetworkConfig {
+    fn default() -> Self {
+        PublicNetworkConfig {
+            bridge: "skbr0".into(),
+            cidr: "10.231.0.0/24".into(),
+            gateway: String::new(),
+            nameservers: Vec::new(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -63,6 +131,8 @@ impl Default for Config {
             reconcile_interval_secs: 60,
             rate_limit: RateLimitConfig::default(),
             catalog: CatalogConfig::default(),
+            compute: ComputeConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -148,6 +218,9 @@ pub struct TemplateConfig {
     #[serde(default)]
     pub description: String,
     pub region: String,
+    /// The bootable qcow2 base image; VM disks are thin overlays on it.
+    #[serde(default)]
+    pub image: Option<PathBuf>,
 }
 
 fn linux() -> String {
@@ -351,6 +424,27 @@ impl Config {
             if t.burst < t.per_second {
                 return Err(bad(&format!("{name}.burst"), "must be at least per_second"));
             }
+        }
+        if !["auto", "kvm", "tcg"].contains(&self.compute.accel.as_str()) {
+            return Err(bad("compute.accel", "must be auto, kvm or tcg"));
+        }
+        let p = &self.network.public;
+        let net = crate::network::Cidr::parse(&p.cidr)
+            .map_err(|e| bad("network.public.cidr", e.to_string()))?;
+        if !p.gateway.is_empty() {
+            let gw: std::net::Ipv4Addr = p
+                .gateway
+                .parse()
+                .map_err(|_| bad("network.public.gateway", "must be an IPv4 address"))?;
+            if !net.contains(gw) {
+                return Err(bad(
+                    "network.public.gateway",
+                    "must lie inside network.public.cidr",
+                ));
+            }
+        }
+        if p.bridge.is_empty() || p.bridge.len() > 15 {
+            return Err(bad("network.public.bridge", "must be 1 to 15 characters"));
         }
         let c = &self.catalog;
         if c.regions.is_empty() {

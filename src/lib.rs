@@ -6,5 +6,6 @@ pub mod compute;
 pub mod config;
 pub mod jobs;
 pub mod model;
+pub mod network;
 pub mod service;
 pub mod store;

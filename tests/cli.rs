@@ -27,6 +27,7 @@ fn serve_initialises_an_empty_data_dir_and_prints_the_key_once() {
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("SKIFF_DATA_DIR", dir.path().join("d"))
         .env("SKIFF_LOG", "warn")
+        .env("SKIFF_COMPUTE__ENABLED", "false")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -55,6 +56,7 @@ fn serve_initialises_an_empty_data_dir_and_prints_the_key_once() {
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("SKIFF_DATA_DIR", dir.path().join("d"))
         .env("SKIFF_LOG", "warn")
+        .env("SKIFF_COMPUTE__ENABLED", "false")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -28,7 +28,7 @@ start() {
     local cfg="$WORK/$1.toml" p
     printf '%s\n' "$2" > "$cfg"
     p=$(port)
-    SKIFF_LOG=warn "$BIN" --config "$cfg" --data-dir "$WORK/data" --listen "127.0.0.1:$p" serve > "$WORK/$1.out" 2>&1 &
+    SKIFF_LOG=warn SKIFF_COMPUTE__ENABLED=false "$BIN" --config "$cfg" --data-dir "$WORK/data" --listen "127.0.0.1:$p" serve > "$WORK/$1.out" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/health" >/dev/null 2>&1 && break; sleep 0.1; done
     URL="http://127.0.0.1:$p"

@@ -16,6 +16,7 @@ mod roles;
 mod ssh_keys;
 mod system;
 pub mod types;
+mod vms;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
@@ -116,6 +117,8 @@ impl utoipa::Modify for BodyResponses {
         api_keys::list, api_keys::create, api_keys::get, api_keys::update, api_keys::revoke,
         api_keys::regenerate,
         jobs::list, jobs::get, jobs::create_diag,
+        vms::list, vms::create, vms::get, vms::delete, vms::start, vms::stop, vms::reboot,
+        vms::reboot_hard, vms::rename, vms::networks, vms::console,
     ),
     modifiers(&SecurityAddon, &BodyResponses),
     security(("ApiKeyAuth" = [])),
@@ -198,6 +201,22 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
                     .route(web::delete().to(api_keys::revoke)),
             )
             .service(
+                res("/vms", "GET, POST")
+                    .route(web::get().to(vms::list))
+                    .route(web::post().to(vms::create)),
+            )
+            .service(
+                res("/vms/{id}", "GET, DELETE")
+                    .route(web::get().to(vms::get))
+                    .route(web::delete().to(vms::delete)),
+            )
+            .service(res("/vms/{id}/start", "POST").route(web::post().to(vms::start)))
+            .service(res("/vms/{id}/stop", "POST").route(web::post().to(vms::stop)))
+            .service(res("/vms/{id}/reboot", "POST").route(web::post().to(vms::reboot)))
+            .service(res("/vms/{id}/reboot-hard", "POST").route(web::post().to(vms::reboot_hard)))
+            .service(res("/vms/{id}/rename", "PATCH").route(web::patch().to(vms::rename)))
+            .service(res("/vms/{id}/networks", "GET").route(web::get().to(vms::networks)))
+            .service(
                 res("/api-keys/{id}/regenerate", "POST")
                     .route(web::post().to(api_keys::regenerate)),
             ),
@@ -207,7 +226,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             .wrap(from_fn(middleware::authenticate))
             .service(res("/jobs", "GET").route(web::get().to(jobs::list)))
             .service(res("/jobs/diag", "POST").route(web::post().to(jobs::create_diag)))
-            .service(res("/jobs/{id}", "GET").route(web::get().to(jobs::get))),
+            .service(res("/jobs/{id}", "GET").route(web::get().to(jobs::get)))
+            .service(res("/vms/{id}/console", "GET").route(web::get().to(vms::console))),
     )
     .default_service(web::to(error::not_found));
 }

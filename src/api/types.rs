@@ -453,3 +453,121 @@ pub struct RoleQuery {
     #[param(value_type = Option<i64>)]
     pub offset: Option<String>,
 }
+
+// ---------------------------------------------------------------- VMs
+
+#[derive(Serialize, ToSchema)]
+pub struct VMTag {
+    pub id: String,
+    pub name: String,
+    pub priority: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VM {
+    pub id: Uuid,
+    pub name: String,
+    /// `initiating`, `provisioning`, `booting`, `active`, `finalizing`, `passive`, `failure`.
+    pub status: String,
+    pub cpu: i64,
+    pub ram: i64,
+    pub storage: i64,
+    pub added_storage: i64,
+    pub total_storage: i64,
+    pub template_id: Uuid,
+    pub template_name: String,
+    pub template_version: String,
+    pub price_per_hour: String,
+    pub pricing_id: i64,
+    pub region: String,
+    pub project_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_ipv4_address: Option<String>,
+    pub tags: Vec<VMTag>,
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+single!(VMResponse, VM);
+paged!(VMList, VM);
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateVMRequest {
+    #[schema(min_length = 1, max_length = 64)]
+    pub name: String,
+    pub template_id: Uuid,
+    pub pricing_id: i64,
+    pub region: String,
+    /// Public keys (`ssh-ed25519 AAAA…`) or ids of the account's SSH keys.
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub extra_storage: i64,
+    pub extra_storage_type: Option<String>,
+    pub backup_type: Option<String>,
+    pub backup_time: Option<String>,
+    pub backup_date: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub vpc_id: Option<Uuid>,
+    pub vpc_name: Option<String>,
+    pub vpc_cidr: Option<String>,
+    #[serde(default)]
+    pub skip_public_ip: bool,
+    #[serde(default)]
+    pub skip_vpc: bool,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VmQuery {
+    #[param(value_type = Option<Uuid>)]
+    pub project_id: Option<String>,
+    pub region: Option<String>,
+    pub status: Option<String>,
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<String>,
+    #[param(value_type = Option<i64>)]
+    pub offset: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct DeleteVMRequest {
+    /// `detach` or `delete`; VMs have no volumes yet, so either is accepted.
+    pub volume_action: Option<String>,
+    pub delete_vpc: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RenameVMRequest {
+    #[schema(min_length = 1, max_length = 64)]
+    pub name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VMNetwork {
+    pub nic_id: u64,
+    pub network_name: String,
+    pub ip: String,
+    pub mac: String,
+    pub gateway: String,
+    /// `public`, `vpc` or `ipv6`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub is_primary: bool,
+}
+
+listed!(VMNetworkList, VMNetwork);
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NetworkQuery {
+    /// `public`, `vpc` or `ipv6`.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub kind: Option<String>,
+}

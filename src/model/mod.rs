@@ -5,12 +5,14 @@ mod api_key;
 mod job;
 mod project;
 mod ssh_key;
+mod vm;
 
 pub use account::{Account, User};
 pub use api_key::{ApiKey, ProjectAccess, RateLimitTier};
 pub use job::{Job, JobStatus};
 pub use project::Project;
 pub use ssh_key::SshKey;
+pub use vm::{IpLease, Nic, Vm, VmStatus};
 
 /// Timestamps are UTC, serialised as RFC 3339.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

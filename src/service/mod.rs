@@ -9,18 +9,21 @@ mod jobs;
 mod projects;
 mod ssh_keys;
 pub mod sshkey;
+mod vm_jobs;
+mod vms;
 
 pub use api_keys::{ApiKeyChange, NewApiKey, WithSecret};
 pub use authz::Principal;
 pub use init::InitReport;
 pub use projects::{NewProject, ProjectChange};
+pub use vms::{NewVm, PowerAction};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::CatalogConfig;
+use crate::compute::Hypervisor;
+use crate::config::{CatalogConfig, Config, PublicNetworkConfig};
 use crate::jobs::{DiagSteps, JobEngine, JobError, JobHandler};
-use crate::model::{Account, ApiKey, Project, SshKey, User};
+use crate::model::{Account, ApiKey, IpLease, Project, SshKey, User, Vm};
 use crate::store::{Store, StoreError, Table};
 
 /// Errors of the service layer; the HTTP edge maps each to a status and error body.
@@ -44,6 +47,9 @@ pub enum ServiceError {
     /// The operation needs an `X-Project-ID` header.
     #[error("X-Project-ID required")]
     ProjectRequired,
+    /// The operation needs a part of skiff that is not running on this host.
+    #[error("{0}")]
+    Unavailable(String),
     /// The datastore failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -100,27 +106,54 @@ struct Inner {
     projects: Table<Project>,
     ssh_keys: Table<SshKey>,
     api_keys: Table<ApiKey>,
+    vms: Table<Vm>,
+    leases: Table<IpLease>,
     jobs: JobEngine,
     catalog: CatalogConfig,
+    public_net: PublicNetworkConfig,
+    vm_root: std::path::PathBuf,
+    /// `None` when compute is disabled or libvirt could not be reached.
+    hypervisor: Option<Arc<dyn Hypervisor>>,
+    compute_down: Option<String>,
 }
 
 impl Services {
-    /// Opens the tables and the job engine over `store`. Job handlers of later layers
-    /// are passed in; the built-in diagnostics are always there.
+    /// Opens the tables and the job engine over `store`. `hypervisor` is the compute
+    /// backend, or why there is none (the VM API then answers 503).
     pub fn new(
         store: Store,
-        catalog: CatalogConfig,
-        data_dir: PathBuf,
-        job_workers: usize,
-        mut handlers: Vec<Arc<dyn JobHandler>>,
+        cfg: &Config,
+        hypervisor: Result<Arc<dyn Hypervisor>, String>,
     ) -> Result<Self, ServiceError> {
+        let mut handlers: Vec<Arc<dyn JobHandler>> = Vec::new();
         for resumable in [true, false] {
             handlers.push(Arc::new(DiagSteps {
-                dir: data_dir.join("diag"),
+                dir: cfg.data_dir.join("diag"),
                 resumable,
             }));
         }
-        let jobs = JobEngine::new(store.clone(), job_workers, handlers)?;
+        let (hypervisor, compute_down) = match hypervisor {
+            Ok(h) => (Some(h), None),
+            Err(why) => (None, Some(why)),
+        };
+        if let Some(hv) = &hypervisor {
+            let host = Arc::new(vm_jobs::VmHost {
+                vms: store.table()?,
+                leases: store.table()?,
+                hv: hv.clone(),
+                cfg: cfg.compute.clone(),
+                vm_root: cfg.data_dir.join("vms"),
+                templates: cfg.catalog.templates.clone(),
+                nameservers: cfg.network.public.nameservers.clone(),
+            });
+            for kind in vm_jobs::KINDS {
+                handlers.push(Arc::new(vm_jobs::VmJob {
+                    kind,
+                    host: host.clone(),
+                }));
+            }
+        }
+        let jobs = JobEngine::new(store.clone(), cfg.job_workers, handlers)?;
         Ok(Services {
             inner: Arc::new(Inner {
                 accounts: store.table()?,
@@ -128,9 +161,15 @@ impl Services {
                 projects: store.table()?,
                 ssh_keys: store.table()?,
                 api_keys: store.table()?,
+                vms: store.table()?,
+                leases: store.table()?,
                 store,
                 jobs,
-                catalog,
+                catalog: cfg.catalog.clone(),
+                public_net: cfg.network.public.clone(),
+                vm_root: cfg.data_dir.join("vms"),
+                hypervisor,
+                compute_down,
             }),
         })
     }

@@ -1,0 +1,348 @@
+//! The jobs that change a VM on the host: create, power actions, delete. Each step is
+//! safe to repeat, so a job a crash interrupted is simply run again from the start:
+//! it finds what the first attempt already made and goes on from there.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::compute::seed::{write_seed, GuestConfig, GuestNic};
+use crate::compute::{disk, DomainSpec, Hypervisor, NicSpec, PowerState};
+use crate::config::{ComputeConfig, TemplateConfig};
+use crate::jobs::{JobContext, JobHandler};
+use crate::model::{now, uuid_key, IpLease, Vm, VmStatus};
+use crate::store::{StoreError, Table};
+
+/// What the VM jobs work with.
+pub(crate) struct VmHost {
+    pub vms: Table<Vm>,
+    pub leases: Table<IpLease>,
+    pub hv: Arc<dyn Hypervisor>,
+    pub cfg: ComputeConfig,
+    pub vm_root: PathBuf,
+    pub templates: Vec<TemplateConfig>,
+    pub nameservers: Vec<String>,
+}
+
+pub(crate) const KINDS: &[&str] = &[
+    "vm.create",
+    "vm.start",
+    "vm.stop",
+    "vm.reboot",
+    "vm.reboot_hard",
+    "vm.delete",
+];
+
+/// One handler per kind, all sharing the host.
+pub(crate) struct VmJob {
+    pub kind: &'static str,
+    pub host: Arc<VmHost>,
+}
+
+impl JobHandler for VmJob {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn resumable(&self) -> bool {
+        true
+    }
+
+    fn run(&self, ctx: &JobContext) -> Result<(), String> {
+        let id = ctx.params()["vm_id"]
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or("job has no vm_id")?;
+        let h = &self.host;
+        let result = match self.kind {
+            "vm.create" => h.create(&id),
+            "vm.start" => h.power_on(&id),
+            "vm.stop" => h.stop(&id),
+            "vm.reboot" => h.reboot(&id, false),
+            "vm.reboot_hard" => h.reboot(&id, true),
+            "vm.delete" => return h.delete(&id),
+            other => Err(format!("unknown VM job {other}")),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(vm_id = %id, error = %e, "VM job failed");
+            let _ = h.set_status(&id, VmStatus::Failure);
+        }
+        result
+    }
+}
+
+impl VmHost {
+    fn dir(&self, id: &Uuid) -> PathBuf {
+        self.vm_root.join(id.to_string())
+    }
+
+    fn load(&self, id: &Uuid) -> Result<Vm, String> {
+        self.vms
+            .get(&uuid_key(id))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("VM {id} no longer exists"))
+    }
+
+    fn set_status(&self, id: &Uuid, status: VmStatus) -> Result<(), String> {
+        self.vms
+            .update::<StoreError>(&uuid_key(id), |v| {
+                v.status = status;
+                v.updated_at = now();
+                Ok(())
+            })
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn spec(&self, vm: &Vm) -> DomainSpec {
+        let dir = self.dir(&vm.id);
+        DomainSpec {
+            name: vm.domain_name(),
+            uuid: vm.id,
+            vcpus: vm.vcpus.max(1) as u32,
+            memory_mib: (vm.ram_gib.max(1) as u64) * 1024,
+            disk: dir.join("disk.qcow2"),
+            seed: Some(dir.join("seed.img")),
+            nics: vm
+                .nics
+                .iter()
+                .map(|n| NicSpec {
+                    mac: n.mac.clone(),
+                    bridge: n.bridge.clone(),
+                    tap: n.tap.clone(),
+                })
+                .collect(),
+            serial_log: dir.join("console.log"),
+            accel: self.hv.accel(),
+        }
+    }
+
+    fn guest_config(&self, vm: &Vm) -> GuestConfig {
+        GuestConfig {
+            instance_id: vm.instance_id.clone(),
+            hostname: hostname_of(&vm.name),
+            ssh_keys: vm.ssh_keys.clone(),
+            password_hash: vm.password_hash.clone(),
+            nics: vm
+                .nics
+                .iter()
+                .map(|n| GuestNic {
+                    mac: n.mac.clone(),
+                    addresses: vec![format!("{}/{}", n.ip, n.prefix)],
+                    gateway: Some(n.gateway.clone()),
+                })
+                .collect(),
+            nameservers: self.nameservers.clone(),
+        }
+    }
+
+    fn create(&self, id: &Uuid) -> Result<(), String> {
+        let vm = self.load(id)?;
+        if vm.deleting {
+            return Ok(());
+        }
+        self.set_status(id, VmStatus::Provisioning)?;
+        let dir = self.dir(id);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        // qemu runs as its own user and must reach the files.
+        set_mode(&dir, 0o755)?;
+        let disk_path = dir.join("disk.qcow2");
+        if !disk_path.exists() {
+            let template = self
+                .templates
+                .iter()
+                .find(|t| t.id == vm.template_id)
+                .ok_or("the VM's template is no longer in the catalog")?;
+            let image = template.image.as_ref().ok_or("the template has no image")?;
+            let tmp = dir.join("disk.qcow2.tmp");
+            let _ = std::fs::remove_file(&tmp);
+            disk::create_overlay(image, &tmp, vm.storage_gib as u64).map_err(|e| e.to_string())?;
+            std::fs::rename(&tmp, &disk_path).map_err(|e| e.to_string())?;
+        }
+        write_seed(&dir.join("seed.img"), &self.guest_config(&vm)).map_err(|e| e.to_string())?;
+        self.hv.define(&self.spec(&vm)).map_err(|e| e.to_string())?;
+        self.boot(&vm, false)
+    }
+
+    /// Starts the domain (or, with `reset`, resets a running one) and waits until the
+    /// guest says it is up. A domain already running is left alone unless `reset`, so
+    /// a resumed job does not boot the guest twice.
+    fn boot(&self, vm: &Vm, reset: bool) -> Result<(), String> {
+        self.set_status(&vm.id, VmStatus::Booting)?;
+        let log = self.dir(&vm.id).join("console.log");
+        let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let name = vm.domain_name();
+        let running = self.hv.state(&name).map_err(|e| e.to_string())? == Some(PowerState::Running);
+        match (running, reset) {
+            (false, _) => self.hv.start(&name),
+            (true, true) => self.hv.reboot(&name, true),
+            (true, false) => Ok(()),
+        }
+        .map_err(|e| e.to_string())?;
+        self.wait_ready(&name, &log, offset)?;
+        self.set_status(&vm.id, VmStatus::Active)
+    }
+
+    fn wait_ready(&self, name: &str, log: &Path, offset: u64) -> Result<(), String> {
+        let until = Instant::now() + Duration::from_secs(self.cfg.boot_timeout_secs);
+        loop {
+            if let Some(text) = read_from(log, offset) {
+                if self
+                    .cfg
+                    .ready_markers
+                    .iter()
+                    .any(|m| text.contains(m.as_str()))
+                {
+                    return Ok(());
+                }
+            }
+            match self.hv.state(name).map_err(|e| e.to_string())? {
+                Some(PowerState::Running) | Some(PowerState::Other) | Some(PowerState::Paused) => {}
+                other => return Err(format!("the guest stopped while booting ({other:?})")),
+            }
+            if Instant::now() >= until {
+                tracing::warn!(
+                    domain = name,
+                    "no boot marker on the console in time; taking the guest as up"
+                );
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn power_on(&self, id: &Uuid) -> Result<(), String> {
+        let vm = self.load(id)?;
+        self.boot(&vm, false)
+    }
+
+    fn wait_off(&self, name: &str, within: Duration) -> Result<bool, String> {
+        let until = Instant::now() + within;
+        loop {
+            match self.hv.state(name).map_err(|e| e.to_string())? {
+                Some(PowerState::ShutOff) | Some(PowerState::Crashed) | None => return Ok(true),
+                _ if Instant::now() >= until => return Ok(false),
+                _ => std::thread::sleep(Duration::from_millis(250)),
+            }
+        }
+    }
+
+    fn stop(&self, id: &Uuid) -> Result<(), String> {
+        let vm = self.load(id)?;
+        self.set_status(id, VmStatus::Finalizing)?;
+        let name = vm.domain_name();
+        self.hv.shutdown(&name).map_err(|e| e.to_string())?;
+        if !self.wait_off(&name, Duration::from_secs(self.cfg.stop_timeout_secs))? {
+            tracing::info!(domain = %name, "guest ignored the power button; pulling the plug");
+            self.hv.destroy(&name).map_err(|e| e.to_string())?;
+        }
+        self.set_status(id, VmStatus::Passive)
+    }
+
+    fn reboot(&self, id: &Uuid, hard: bool) -> Result<(), String> {
+        let vm = self.load(id)?;
+        let name = vm.domain_name();
+        if hard {
+            return self.boot(&vm, true);
+        }
+        // Ask first; a guest that does not come back up in time is reset.
+        self.set_status(id, VmStatus::Booting)?;
+        let log = self.dir(id).join("console.log");
+        let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        self.hv.reboot(&name, false).map_err(|e| e.to_string())?;
+        let until = Instant::now() + Duration::from_secs(self.cfg.stop_timeout_secs);
+        while Instant::now() < until {
+            if let Some(text) = read_from(&log, offset) {
+                if self
+                    .cfg
+                    .ready_markers
+                    .iter()
+                    .any(|m| text.contains(m.as_str()))
+                {
+                    return self.set_status(id, VmStatus::Active);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        tracing::info!(domain = %name, "guest ignored the reboot request; resetting it");
+        self.boot(&vm, true)
+    }
+
+    fn delete(&self, id: &Uuid) -> Result<(), String> {
+        let Some(vm) = self.vms.get(&uuid_key(id)).map_err(|e| e.to_string())? else {
+            return Ok(());
+        };
+        let name = vm.domain_name();
+        self.hv.destroy(&name).map_err(|e| e.to_string())?;
+        self.hv.undefine(&name).map_err(|e| e.to_string())?;
+        let dir = self.dir(id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("removing {}: {e}", dir.display())),
+        }
+        for nic in &vm.nics {
+            let key = format!("{}/{}", nic.kind, nic.ip).into_bytes();
+            if let Some(lease) = self.leases.get(&key).map_err(|e| e.to_string())? {
+                if lease.vm_id == vm.id {
+                    self.leases.delete(&key).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        self.vms.delete(&uuid_key(id)).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+fn read_from(log: &Path, offset: u64) -> Option<String> {
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    // virtlogd rotates the log; after a rotation read the new file from its start.
+    let start = if len < offset { 0 } else { offset };
+    f.seek(SeekFrom::Start(start)).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))
+}
+
+/// A hostname from a display name: `[a-z0-9-]`, 1–63 characters.
+pub(crate) fn hostname_of(name: &str) -> String {
+    let mut h: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    h.truncate(63);
+    let h = h.trim_matches('-').to_string();
+    if h.is_empty() {
+        "vm".into()
+    } else {
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hostname_of;
+
+    #[test]
+    fn hostnames_are_dns_safe() {
+        assert_eq!(hostname_of("My Web_Server"), "my-web-server");
+        assert_eq!(hostname_of("---"), "vm");
+        assert_eq!(hostname_of(&"a".repeat(80)).len(), 63);
+    }
+}

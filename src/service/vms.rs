@@ -1,0 +1,505 @@
+//! Virtual machines: validation, project scoping and the jobs that do the host work.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{check_name, invalid, sshkey, Page, Paged, Principal, ServiceError, Services};
+use crate::compute::Hypervisor;
+use crate::jobs::NewJob;
+use crate::model::{now, uuid_key, IpLease, Nic, SshKey, Vm, VmStatus};
+use crate::network::{random_mac, Cidr};
+use crate::store::StoreError;
+
+/// A create request, as the API parsed it.
+pub struct NewVm {
+    pub name: String,
+    pub template_id: Uuid,
+    pub pricing_id: i64,
+    pub region: String,
+    pub ssh_keys: Vec<String>,
+    pub password: Option<String>,
+    pub extra_storage: i64,
+    pub backup_type: Option<String>,
+    pub tags: Vec<String>,
+    pub wants_vpc: bool,
+    pub skip_public_ip: bool,
+    pub skip_vpc: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerAction {
+    Start,
+    Stop,
+    Reboot,
+    RebootHard,
+}
+
+/// The contract's rule: 12+ characters, 2+ uppercase, 2+ digits, 1+ of `@+-_.,!`, and
+/// nothing but letters, digits and those.
+fn check_password(p: &str) -> Result<(), ServiceError> {
+    const SPECIAL: &str = "@+-_.,!";
+    let ok_chars = p
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || SPECIAL.contains(c));
+    let upper = p.chars().filter(|c| c.is_ascii_uppercase()).count();
+    let digits = p.chars().filter(|c| c.is_ascii_digit()).count();
+    let special = p.chars().filter(|c| SPECIAL.contains(*c)).count();
+    if p.chars().count() < 12 || !ok_chars || upper < 2 || digits < 2 || special < 1 {
+        return Err(invalid(
+            "password must be at least 12 characters with 2+ uppercase letters, 2+ digits \
+             and 1+ of @+-_.,! (only letters, digits and @+-_.,! are allowed)",
+        ));
+    }
+    Ok(())
+}
+
+fn hash_password(p: &str) -> Result<String, ServiceError> {
+    let params =
+        sha_crypt::Sha512Params::new(5000).map_err(|_| invalid("cannot hash the password"))?;
+    sha_crypt::sha512_simple(p, &params).map_err(|_| invalid("cannot hash the password"))
+}
+
+impl Services {
+    fn hypervisor(&self) -> Result<&Arc<dyn Hypervisor>, ServiceError> {
+        self.inner.hypervisor.as_ref().ok_or_else(|| {
+            ServiceError::Unavailable(format!(
+                "virtual machines are not available on this host: {}",
+                self.inner
+                    .compute_down
+                    .as_deref()
+                    .unwrap_or("compute is disabled")
+            ))
+        })
+    }
+
+    /// The hypervisor's acceleration, for the dashboard and logs.
+    pub fn accel(&self) -> Option<&'static str> {
+        self.inner.hypervisor.as_ref().map(|h| h.accel().as_str())
+    }
+
+    /// A VM the caller may see with `perm`; any other answer is 404.
+    fn visible_vm(&self, who: &Principal, id: &Uuid, perm: &str) -> Result<Vm, ServiceError> {
+        match self.inner.vms.get(&uuid_key(id))? {
+            Some(v)
+                if v.account_id == who.account_id
+                    && !v.deleting
+                    && who.require_in(&v.project_id, perm).is_ok() =>
+            {
+                Ok(v)
+            }
+            _ => Err(ServiceError::NotFound { kind: "VM" }),
+        }
+    }
+
+    /// A VM for a mutation: `X-Project-ID` must name its project.
+    fn vm_in_scope(
+        &self,
+        who: &Principal,
+        header: Option<&str>,
+        id: &Uuid,
+        perm: &str,
+    ) -> Result<Vm, ServiceError> {
+        let project = self.project_scope(who, header, perm)?;
+        let vm = self.visible_vm(who, id, perm)?;
+        if vm.project_id != project.id {
+            return Err(ServiceError::NotFound { kind: "VM" });
+        }
+        Ok(vm)
+    }
+
+    fn submit_vm_job(&self, vm: &Vm, kind: &str) -> Result<(), ServiceError> {
+        self.inner.jobs.submit(NewJob {
+            kind: kind.into(),
+            target: format!("vm/{}", vm.id),
+            account_id: Some(vm.account_id),
+            project_id: Some(vm.project_id),
+            params: serde_json::json!({ "vm_id": vm.id }),
+        })?;
+        Ok(())
+    }
+
+    fn resolve_ssh_keys(
+        &self,
+        who: &Principal,
+        given: &[String],
+    ) -> Result<Vec<String>, ServiceError> {
+        let mut out = Vec::new();
+        for k in given {
+            if let Ok(id) = Uuid::parse_str(k.trim()) {
+                let key: Option<SshKey> = self.inner.ssh_keys.get(&uuid_key(&id))?;
+                match key {
+                    Some(key) if key.account_id == who.account_id => out.push(key.public_key),
+                    _ => return Err(invalid(format!("no SSH key with id {id}"))),
+                }
+            } else {
+                let parsed = sshkey::parse(k).map_err(|e| invalid(format!("ssh_keys: {e}")))?;
+                out.push(parsed.normalized);
+            }
+        }
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Takes the first free address of the public pool for `vm_id`.
+    fn lease_public_ip(
+        &self,
+        vm_id: Uuid,
+        nic_id: u64,
+    ) -> Result<(String, u8, String), ServiceError> {
+        let net = &self.inner.public_net;
+        let cidr = Cidr::parse(&net.cidr).map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        let gateway = if net.gateway.is_empty() {
+            cidr.first_host().to_string()
+        } else {
+            net.gateway.clone()
+        };
+        for ip in cidr.hosts() {
+            let ip = ip.to_string();
+            if ip == gateway {
+                continue;
+            }
+            let lease = IpLease {
+                ip: ip.clone(),
+                pool: "public".into(),
+                vm_id,
+                nic_id,
+                created_at: now(),
+            };
+            match self.inner.leases.create(&lease) {
+                Ok(()) => return Ok((ip, cidr.prefix, gateway)),
+                Err(StoreError::Exists { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Conflict(
+            "the public address pool is exhausted".into(),
+        ))
+    }
+
+    pub fn create_vm(
+        &self,
+        who: &Principal,
+        header: Option<&str>,
+        new: NewVm,
+    ) -> Result<Vm, ServiceError> {
+        let project = self.project_scope(who, header, "vm.create")?;
+        let name = check_name(&new.name, 64)?;
+        if !self
+            .inner
+            .catalog
+            .regions
+            .iter()
+            .any(|r| r.code == new.region)
+        {
+            return Err(invalid(format!("unknown region {:?}", new.region)));
+        }
+        let template = self
+            .inner
+            .catalog
+            .templates
+            .iter()
+            .find(|t| t.id == new.template_id && t.region == new.region)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "unknown template_id {} in region {}",
+                    new.template_id, new.region
+                ))
+            })?
+            .clone();
+        let plan = self
+            .inner
+            .catalog
+            .vm_plans
+            .iter()
+            .find(|p| p.id == new.pricing_id && p.region == new.region)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "unknown pricing_id {} in region {}",
+                    new.pricing_id, new.region
+                ))
+            })?
+            .clone();
+        if template.is_windows && plan.vm_type != "premium" {
+            return Err(invalid("Windows templates need a premium plan"));
+        }
+        if plan.vcpu < template.cpu
+            || plan.memory_gib < template.ram
+            || plan.ssd_gib < template.storage
+        {
+            return Err(invalid(format!(
+                "plan {} is too small for template {} (needs {} vCPU, {} GB RAM, {} GB disk)",
+                plan.id, template.name, template.cpu, template.ram, template.storage
+            )));
+        }
+        if new.skip_public_ip && new.skip_vpc {
+            return Err(invalid(
+                "skip_public_ip and skip_vpc together leave the VM without any network",
+            ));
+        }
+        if new.skip_public_ip || new.wants_vpc {
+            return Err(invalid(
+                "VPC networking is not available yet; create the VM with its public address",
+            ));
+        }
+        if new.extra_storage < 0 || new.extra_storage > 10_000 {
+            return Err(invalid("extra_storage must be 0 to 10000 GB"));
+        }
+        if new.extra_storage > 0 {
+            return Err(invalid("extra_storage (volumes) is not available yet"));
+        }
+        match new.backup_type.as_deref() {
+            None | Some("none") => {}
+            Some("daily") | Some("weekly") => {
+                return Err(invalid(
+                    "scheduled backups are not available yet; use backup_type none",
+                ))
+            }
+            Some(other) => {
+                return Err(invalid(format!(
+                    "backup_type {other:?} must be none, daily or weekly"
+                )))
+            }
+        }
+        for t in &new.tags {
+            check_name(t, 64).map_err(|_| invalid("tags must be 1 to 64 characters"))?;
+        }
+        let ssh_keys = self.resolve_ssh_keys(who, &new.ssh_keys)?;
+        let password_hash = match &new.password {
+            Some(p) => {
+                check_password(p)?;
+                Some(hash_password(p)?)
+            }
+            None => None,
+        };
+        if template.is_windows && password_hash.is_none() {
+            return Err(invalid("Windows VMs need a password"));
+        }
+        if ssh_keys.is_empty() && password_hash.is_none() {
+            return Err(invalid("give ssh_keys, a password, or both"));
+        }
+        self.hypervisor()?;
+        if template.image.is_none() {
+            return Err(ServiceError::Unavailable(format!(
+                "template {} has no image on this host",
+                template.name
+            )));
+        }
+        let id = Uuid::new_v4();
+        let nic_id = self.inner.store.next_id("nic")?;
+        let (ip, prefix, gateway) = self.lease_public_ip(id, nic_id)?;
+        let t = now();
+        let vm = Vm {
+            id,
+            account_id: who.account_id,
+            project_id: project.id,
+            name,
+            status: VmStatus::Initiating,
+            pricing_id: plan.id,
+            vcpus: plan.vcpu,
+            ram_gib: plan.memory_gib,
+            storage_gib: plan.ssd_gib,
+            added_storage_gib: 0,
+            template_id: template.id,
+            template_name: template.name.clone(),
+            template_version: template.version.clone(),
+            region: new.region,
+            ssh_keys,
+            password_hash,
+            instance_id: Uuid::new_v4().to_string(),
+            nics: vec![Nic {
+                id: nic_id,
+                kind: "public".into(),
+                network_name: self.inner.public_net.bridge.clone(),
+                mac: random_mac(),
+                ip,
+                prefix,
+                gateway,
+                bridge: self.inner.public_net.bridge.clone(),
+                tap: format!("skv{nic_id}"),
+            }],
+            tags: new.tags,
+            deleting: false,
+            created_by: who.user_id,
+            created_at: t,
+            updated_at: t,
+        };
+        self.inner.vms.create(&vm)?;
+        self.submit_vm_job(&vm, "vm.create")?;
+        Ok(vm)
+    }
+
+    pub fn list_vms(
+        &self,
+        who: &Principal,
+        project: Option<&Uuid>,
+        status: Option<VmStatus>,
+        region: Option<&str>,
+        page: Page,
+    ) -> Result<Paged<Vm>, ServiceError> {
+        let projects: Vec<Uuid> = match project {
+            Some(p) => vec![self.visible_project(who, p)?.id],
+            None => self
+                .inner
+                .projects
+                .by_index(
+                    crate::model::Project::BY_ACCOUNT,
+                    &uuid_key(&who.account_id),
+                )?
+                .into_iter()
+                .map(|p| p.id)
+                .collect(),
+        };
+        let mut all = Vec::new();
+        for p in projects {
+            if who.require_in(&p, "vm.view").is_err() {
+                continue;
+            }
+            all.extend(
+                self.inner
+                    .vms
+                    .by_index(Vm::BY_PROJECT, &uuid_key(&p))?
+                    .into_iter()
+                    .filter(|v| !v.deleting)
+                    .filter(|v| status.is_none_or(|s| v.status == s))
+                    .filter(|v| region.is_none_or(|r| v.region == r)),
+            );
+        }
+        all.sort_by_key(|v| (v.created_at, v.id));
+        Ok(Paged::of(all, page))
+    }
+
+    pub fn get_vm(&self, who: &Principal, id: &Uuid) -> Result<Vm, ServiceError> {
+        self.visible_vm(who, id, "vm.view")
+    }
+
+    pub fn delete_vm(
+        &self,
+        who: &Principal,
+        header: Option<&str>,
+        id: &Uuid,
+    ) -> Result<Vm, ServiceError> {
+        let vm = self.vm_in_scope(who, header, id, "vm.delete")?;
+        self.hypervisor()?;
+        let vm = self
+            .inner
+            .vms
+            .update::<ServiceError>(&uuid_key(&vm.id), |v| {
+                v.deleting = true;
+                v.updated_at = now();
+                Ok(())
+            })?
+            .ok_or(ServiceError::NotFound { kind: "VM" })?;
+        self.submit_vm_job(&vm, "vm.delete")?;
+        Ok(vm)
+    }
+
+    pub fn power_vm(
+        &self,
+        who: &Principal,
+        header: Option<&str>,
+        id: &Uuid,
+        action: PowerAction,
+    ) -> Result<Vm, ServiceError> {
+        let vm = self.vm_in_scope(who, header, id, "vm.power")?;
+        self.hypervisor()?;
+        let (allowed, kind): (&[VmStatus], &str) = match action {
+            PowerAction::Start => (&[VmStatus::Passive, VmStatus::Failure], "vm.start"),
+            PowerAction::Stop => (&[VmStatus::Active, VmStatus::Failure], "vm.stop"),
+            PowerAction::Reboot => (&[VmStatus::Active], "vm.reboot"),
+            PowerAction::RebootHard => (&[VmStatus::Active, VmStatus::Failure], "vm.reboot_hard"),
+        };
+        if !allowed.contains(&vm.status) {
+            return Err(invalid(format!(
+                "cannot {} a VM that is {}",
+                match action {
+                    PowerAction::Start => "start",
+                    PowerAction::Stop => "stop",
+                    PowerAction::Reboot => "reboot",
+                    PowerAction::RebootHard => "hard-reboot",
+                },
+                vm.status.as_str()
+            )));
+        }
+        // The transitional status shows at once; the job confirms it.
+        let next = match action {
+            PowerAction::Stop => VmStatus::Finalizing,
+            _ => VmStatus::Booting,
+        };
+        let vm = self
+            .inner
+            .vms
+            .update::<ServiceError>(&uuid_key(&vm.id), |v| {
+                v.status = next;
+                v.updated_at = now();
+                Ok(())
+            })?
+            .ok_or(ServiceError::NotFound { kind: "VM" })?;
+        self.submit_vm_job(&vm, kind)?;
+        Ok(vm)
+    }
+
+    /// The tail of the VM's serial console (at most `max` bytes; virtlogd rotates the
+    /// file itself, so it stays bounded on disk).
+    pub fn vm_console(&self, who: &Principal, id: &Uuid, max: u64) -> Result<String, ServiceError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let vm = self.visible_vm(who, id, "vm.console")?;
+        let path = self
+            .inner
+            .vm_root
+            .join(vm.id.to_string())
+            .join("console.log");
+        let mut f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+            Err(e) => return Err(ServiceError::Unavailable(format!("console log: {e}"))),
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut buf = Vec::new();
+        f.seek(SeekFrom::Start(len.saturating_sub(max)))
+            .and_then(|_| f.read_to_end(&mut buf))
+            .map_err(|e| ServiceError::Unavailable(format!("console log: {e}")))?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    pub fn rename_vm(
+        &self,
+        who: &Principal,
+        header: Option<&str>,
+        id: &Uuid,
+        name: &str,
+    ) -> Result<Vm, ServiceError> {
+        let vm = self.vm_in_scope(who, header, id, "vm.manage")?;
+        let name = check_name(name, 64)?;
+        self.inner
+            .vms
+            .update::<ServiceError>(&uuid_key(&vm.id), |v| {
+                v.name = name.clone();
+                v.updated_at = now();
+                Ok(())
+            })?
+            .ok_or(ServiceError::NotFound { kind: "VM" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_follow_the_contract_rule() {
+        assert!(check_password("ABcd12!efghij").is_ok());
+        for bad in [
+            "short1A!",
+            "abcdefgh12!x",
+            "ABcdefghij!x",
+            "ABcd12efghij",
+            "ABcd12!efgh#j",
+        ] {
+            assert!(check_password(bad).is_err(), "{bad}");
+        }
+        let h = hash_password("ABcd12!efghij").unwrap();
+        assert!(h.starts_with("$6$"));
+        assert!(sha_crypt::sha512_check("ABcd12!efghij", &h).is_ok());
+    }
+}

@@ -1,0 +1,287 @@
+//! System test of the VM lifecycle through the API: skiff, libvirtd and the guests all
+//! live in the test network namespace; real QEMU guests boot from the test template.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const TEMPLATE_ID: &str = "5ac21891-32e6-41ce-8a93-b5d6ab708b0d";
+const PASSWORD: &str = "ABcd12!efghij";
+
+struct Host {
+    netns: String,
+    bridge: String,
+    template: String,
+}
+
+fn host() -> Option<Host> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (get("SKT_NETNS"), get("SKT_BRIDGE"), get("SKT_TEMPLATE")) {
+        (Some(netns), Some(bridge), Some(template)) => Some(Host {
+            netns,
+            bridge,
+            template,
+        }),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "system tests need the test host: run them through scripts/test.sh"
+            );
+            eprintln!("\n!!!!!!!! SKIP: no test host (SKT_NETNS/SKT_BRIDGE/SKT_TEMPLATE); run scripts/test.sh as root !!!!!!!!\n");
+            None
+        }
+    }
+}
+
+/// Moves this thread (and the processes it spawns) into the test namespace, so the
+/// server, its sockets and every packet stay there.
+fn enter_netns(name: &str) {
+    let f = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns on a valid namespace fd only changes this thread's namespace.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+}
+
+fn config(h: &Host, cidr: &str) -> String {
+    format!(
+        r#"{RELAXED}
+[compute]
+enabled = true
+boot_timeout_secs = 180
+stop_timeout_secs = 20
+
+[network.public]
+bridge = "{bridge}"
+cidr = "{cidr}"
+gateway = "10.231.0.1"
+
+[[catalog.templates]]
+id = "{TEMPLATE_ID}"
+name = "skiff-test"
+version = "1"
+cpu = 1
+ram = 1
+storage = 1
+region = "us-east"
+image = "{image}"
+"#,
+        bridge = h.bridge,
+        image = h.template,
+    )
+}
+
+fn wait_status(s: &Server, id: &str, want: &str, within: Duration) -> Value {
+    let until = Instant::now() + within;
+    let mut seen = vec![];
+    loop {
+        let r = s.admin_call("GET", &format!("/api/v1/vms/{id}")).send();
+        assert_eq!(r.status, 200, "{}", r.text);
+        let st = r.body["data"]["status"].as_str().unwrap().to_string();
+        if seen.last() != Some(&st) {
+            seen.push(st.clone());
+        }
+        if st == want {
+            return r.body["data"].clone();
+        }
+        assert!(st != "failure", "VM failed; statuses {seen:?}");
+        assert!(
+            Instant::now() < until,
+            "VM not {want} in time; statuses {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until no job of the project is queued or running.
+fn wait_jobs_idle(s: &Server, project: &str, within: Duration) {
+    let until = Instant::now() + within;
+    loop {
+        let r = s
+            .admin_call("GET", "/api/skiff/v1/jobs")
+            .project(project)
+            .send();
+        let busy = r.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["status"] == "queued" || j["status"] == "running");
+        if !busy {
+            return;
+        }
+        assert!(Instant::now() < until, "jobs still running");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn console(s: &Server, id: &str) -> String {
+    let r = s
+        .admin_call("GET", &format!("/api/skiff/v1/vms/{id}/console"))
+        .send();
+    assert_eq!(r.status, 200);
+    r.text
+}
+
+fn virsh(args: &[&str]) -> String {
+    let o = Command::new("virsh")
+        .arg("-c")
+        .arg("qemu:///system")
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn vm_lifecycle_against_a_real_guest() {
+    let Some(h) = host() else { return };
+    enter_netns(&h.netns);
+    let s = Server::start(&config(&h, "10.231.0.0/24"));
+    let p = s.admin.project_id.clone();
+
+    // Bad input first: nothing may reach the host.
+    let post = |b: Value| s.admin_call("POST", "/api/v1/vms").project(&p).json(b);
+    let good = json!({"name": "web-1", "template_id": TEMPLATE_ID, "pricing_id": 1,
+        "region": "us-east", "ssh_keys": [ED25519], "password": PASSWORD});
+    let mut b = good.clone();
+    b["template_id"] = json!("6f1c1c52-0000-4000-8000-000000000001");
+    assert!(post(b).error(400).contains("template_id"));
+    let mut b = good.clone();
+    b["pricing_id"] = json!(99);
+    post(b).error(400);
+    let mut b = good.clone();
+    b["password"] = json!("weak");
+    b["ssh_keys"] = json!([]);
+    post(b).error(400);
+    let mut b = good.clone();
+    b["ssh_keys"] = json!([]);
+    b.as_object_mut().unwrap().remove("password");
+    assert!(post(b).error(400).contains("ssh_keys"));
+    let r = s.admin_call("POST", "/api/v1/vms").json(good.clone());
+    assert_eq!(r.body["message"], "X-Project-ID required");
+    assert_eq!(s.admin_call("GET", "/api/v1/vms").send().body["total"], 0);
+
+    // Create: 201 at once, then the real boot.
+    let r = post(good.clone());
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["data"]["status"], "initiating");
+    let id = r.body["data"]["id"].as_str().unwrap().to_string();
+    let vm = wait_status(&s, &id, "active", Duration::from_secs(240));
+    assert_eq!(vm["active"], true);
+    assert_eq!((vm["cpu"].clone(), vm["ram"].clone()), (json!(1), json!(1)));
+    let ip = vm["public_ipv4_address"].as_str().unwrap().to_string();
+    assert_eq!(
+        ip, "10.231.0.2",
+        "first address of the pool after the gateway"
+    );
+
+    let nets = s
+        .admin_call("GET", &format!("/api/v1/vms/{id}/networks?type=public"))
+        .send();
+    let nic = nets.body["data"][0].clone();
+    assert_eq!(nic["ip"], ip.as_str());
+    assert_eq!(nic["type"], "public");
+    let mac = nic["mac"].as_str().unwrap().to_string();
+    assert!(mac.starts_with("52:54:00:"));
+    assert!(nic["nic_id"].is_u64());
+
+    let text = console(&s, &id);
+    assert!(text.contains("SKIFF-GUEST hostname=web-1"), "{text}");
+    assert!(
+        text.contains(&format!("SKIFF-GUEST ssh-key={ED25519_FP}")),
+        "{text}"
+    );
+    assert!(text.contains("SKIFF-GUEST password-hash=$6$"), "{text}");
+    assert!(!text.contains(PASSWORD), "only the hash reaches the guest");
+    assert!(text.contains(&format!("{mac} {ip}/24")), "{text}");
+    let ping = Command::new("ping")
+        .args(["-c", "2", "-W", "5", &ip])
+        .output()
+        .unwrap();
+    assert!(ping.status.success(), "the guest answers on its address");
+
+    // Power: invalid transitions are refused; valid ones really happen.
+    let act = |a: &str| {
+        s.admin_call("POST", &format!("/api/v1/vms/{id}/{a}"))
+            .project(&p)
+            .send()
+    };
+    assert!(act("start").error(400).contains("active"));
+    assert_eq!(act("stop").status, 200);
+    wait_status(&s, &id, "passive", Duration::from_secs(120));
+    let name = format!("skiff-vm-{id}");
+    assert!(virsh(&["domstate", &name]).contains("shut off"));
+    act("stop").error(400);
+    assert_eq!(act("start").status, 200);
+    wait_status(&s, &id, "active", Duration::from_secs(240));
+    let boots = console(&s, &id).matches("SKIFF-GUEST ready").count();
+    assert_eq!(act("reboot").status, 200);
+    wait_status(&s, &id, "active", Duration::from_secs(240));
+    assert_eq!(act("reboot-hard").status, 200);
+    wait_status(&s, &id, "active", Duration::from_secs(240));
+    let after = console(&s, &id).matches("SKIFF-GUEST ready").count();
+    assert!(after >= boots + 2, "two more boots: {boots} → {after}");
+
+    let r = s
+        .admin_call("PATCH", &format!("/api/v1/vms/{id}/rename"))
+        .project(&p)
+        .json(json!({"name": "web-renamed"}));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        s.admin_call("GET", &format!("/api/v1/vms/{id}"))
+            .send()
+            .body["data"]["name"],
+        "web-renamed"
+    );
+
+    // Another project's header does not reach the VM.
+    let other = s
+        .admin_call("POST", "/api/v1/projects")
+        .json(json!({"name": "other"}));
+    let other = other.body["data"]["id"].as_str().unwrap().to_string();
+    s.admin_call("POST", &format!("/api/v1/vms/{id}/stop"))
+        .project(&other)
+        .send()
+        .error(404);
+
+    // Delete: nothing left behind.
+    let r = s
+        .admin_call("DELETE", &format!("/api/v1/vms/{id}"))
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_jobs_idle(&s, &p, Duration::from_secs(120));
+    s.admin_call("GET", &format!("/api/v1/vms/{id}"))
+        .send()
+        .error(404);
+    assert!(
+        !virsh(&["list", "--all", "--name"]).contains(&name),
+        "no domain left"
+    );
+    assert!(
+        !s.data().join("vms").join(&id).exists(),
+        "no disk, seed or log left"
+    );
+    let taps = Command::new("ip")
+        .args(["-o", "link", "show", "master", &h.bridge])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&taps.stdout).contains("skv"),
+        "no tap left"
+    );
+    // The address went back to the pool: the next VM gets it again.
+    let r = post(good);
+    assert_eq!(r.body["data"]["public_ipv4_address"], ip.as_str());
+    let id2 = r.body["data"]["id"].as_str().unwrap().to_string();
+    let r = s
+        .admin_call("DELETE", &format!("/api/v1/vms/{id2}"))
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 200);
+    wait_jobs_idle(&s, &p, Duration::from_secs(240));
+    let left = virsh(&["list", "--all", "--name"]);
+    assert!(!left.contains(&format!("skiff-vm-{id2}")), "{left}");
+}
