@@ -89,10 +89,22 @@ impl Default for ComputeConfig {
 }
 
 /// Host networking.
-#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkConfig {
+    /// Taps are named `<tap_prefix><nic id>`; two skiff instances on one host (tests)
+    /// need different prefixes.
+    pub tap_prefix: String,
     pub public: PublicNetworkConfig,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            tap_prefix: "skv".into(),
+            public: PublicNetworkConfig::default(),
+        }
+    }
 }
 
 /// The public pool: one Linux bridge (skiff creates it if missing; bridge it to the LAN
@@ -442,6 +454,13 @@ impl Config {
                     "must lie inside network.public.cidr",
                 ));
             }
+        }
+        let tp = &self.network.tap_prefix;
+        if tp.is_empty() || tp.len() > 6 || !tp.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(bad(
+                "network.tap_prefix",
+                "must be 1 to 6 letters or digits",
+            ));
         }
         if p.bridge.is_empty() || p.bridge.len() > 15 {
             return Err(bad("network.public.bridge", "must be 1 to 15 characters"));

@@ -2,143 +2,18 @@
 //! live in the test network namespace; real QEMU guests boot from the test template.
 
 mod common;
+use common::vmhost::*;
 use common::*;
 use serde_json::{json, Value};
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-const TEMPLATE_ID: &str = "5ac21891-32e6-41ce-8a93-b5d6ab708b0d";
-const PASSWORD: &str = "ABcd12!efghij";
-
-struct Host {
-    netns: String,
-    bridge: String,
-    template: String,
-}
-
-fn host() -> Option<Host> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (get("SKT_NETNS"), get("SKT_BRIDGE"), get("SKT_TEMPLATE")) {
-        (Some(netns), Some(bridge), Some(template)) => Some(Host {
-            netns,
-            bridge,
-            template,
-        }),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "system tests need the test host: run them through scripts/test.sh"
-            );
-            eprintln!("\n!!!!!!!! SKIP: no test host (SKT_NETNS/SKT_BRIDGE/SKT_TEMPLATE); run scripts/test.sh as root !!!!!!!!\n");
-            None
-        }
-    }
-}
-
-/// Moves this thread (and the processes it spawns) into the test namespace, so the
-/// server, its sockets and every packet stay there.
-fn enter_netns(name: &str) {
-    let f = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
-    use std::os::fd::AsRawFd;
-    // SAFETY: setns on a valid namespace fd only changes this thread's namespace.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-}
-
-fn config(h: &Host, cidr: &str) -> String {
-    format!(
-        r#"{RELAXED}
-[compute]
-enabled = true
-boot_timeout_secs = 180
-stop_timeout_secs = 20
-
-[network.public]
-bridge = "{bridge}"
-cidr = "{cidr}"
-gateway = "10.231.0.1"
-
-[[catalog.templates]]
-id = "{TEMPLATE_ID}"
-name = "skiff-test"
-version = "1"
-cpu = 1
-ram = 1
-storage = 1
-region = "us-east"
-image = "{image}"
-"#,
-        bridge = h.bridge,
-        image = h.template,
-    )
-}
-
-fn wait_status(s: &Server, id: &str, want: &str, within: Duration) -> Value {
-    let until = Instant::now() + within;
-    let mut seen = vec![];
-    loop {
-        let r = s.admin_call("GET", &format!("/api/v1/vms/{id}")).send();
-        assert_eq!(r.status, 200, "{}", r.text);
-        let st = r.body["data"]["status"].as_str().unwrap().to_string();
-        if seen.last() != Some(&st) {
-            seen.push(st.clone());
-        }
-        if st == want {
-            return r.body["data"].clone();
-        }
-        assert!(st != "failure", "VM failed; statuses {seen:?}");
-        assert!(
-            Instant::now() < until,
-            "VM not {want} in time; statuses {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Waits until no job of the project is queued or running.
-fn wait_jobs_idle(s: &Server, project: &str, within: Duration) {
-    let until = Instant::now() + within;
-    loop {
-        let r = s
-            .admin_call("GET", "/api/skiff/v1/jobs")
-            .project(project)
-            .send();
-        let busy = r.body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|j| j["status"] == "queued" || j["status"] == "running");
-        if !busy {
-            return;
-        }
-        assert!(Instant::now() < until, "jobs still running");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn console(s: &Server, id: &str) -> String {
-    let r = s
-        .admin_call("GET", &format!("/api/skiff/v1/vms/{id}/console"))
-        .send();
-    assert_eq!(r.status, 200);
-    r.text
-}
-
-fn virsh(args: &[&str]) -> String {
-    let o = Command::new("virsh")
-        .arg("-c")
-        .arg("qemu:///system")
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use std::time::Duration;
 
 #[test]
 fn vm_lifecycle_against_a_real_guest() {
     let Some(h) = host() else { return };
     enter_netns(&h.netns);
-    let s = Server::start(&config(&h, "10.231.0.0/24"));
+    let s = Server::start(&config(&h, "10.231.0.0/25", "10.231.0.1", "sva"));
+    let _guard = DomainGuard(s.data());
     let p = s.admin.project_id.clone();
 
     // Bad input first: nothing may reach the host.
@@ -195,7 +70,7 @@ fn vm_lifecycle_against_a_real_guest() {
     );
     assert!(text.contains("SKIFF-GUEST password-hash=$6$"), "{text}");
     assert!(!text.contains(PASSWORD), "only the hash reaches the guest");
-    assert!(text.contains(&format!("{mac} {ip}/24")), "{text}");
+    assert!(text.contains(&format!("{mac} {ip}/25")), "{text}");
     let ping = Command::new("ping")
         .args(["-c", "2", "-W", "5", &ip])
         .output()
@@ -269,7 +144,7 @@ fn vm_lifecycle_against_a_real_guest() {
         .output()
         .unwrap();
     assert!(
-        !String::from_utf8_lossy(&taps.stdout).contains("skv"),
+        !String::from_utf8_lossy(&taps.stdout).contains(": sva"),
         "no tap left"
     );
     // The address went back to the pool: the next VM gets it again.

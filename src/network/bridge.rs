@@ -35,7 +35,9 @@ pub fn ensure(name: &str, gateway_cidr: &str) -> Result<(), NetworkError> {
         run(&["link", "add", name, "type", "bridge"])?;
     }
     let addrs = ip(&["-o", "addr", "show", "dev", name])?;
-    if !String::from_utf8_lossy(&addrs.stdout).contains(&format!(" {gateway_cidr} ")) {
+    // The address may be there with another prefix (an operator's own setup): keep it.
+    let addr = gateway_cidr.split('/').next().unwrap_or(gateway_cidr);
+    if !String::from_utf8_lossy(&addrs.stdout).contains(&format!(" {addr}/")) {
         run(&["addr", "add", gateway_cidr, "dev", name])?;
     }
     run(&["link", "set", name, "up"])

@@ -10,12 +10,14 @@ mod projects;
 mod ssh_keys;
 pub mod sshkey;
 mod vm_jobs;
+mod vm_reconcile;
 mod vms;
 
 pub use api_keys::{ApiKeyChange, NewApiKey, WithSecret};
 pub use authz::Principal;
 pub use init::InitReport;
 pub use projects::{NewProject, ProjectChange};
+pub use vm_reconcile::VmReconciler;
 pub use vms::{NewVm, PowerAction};
 
 use std::sync::Arc;
@@ -111,6 +113,7 @@ struct Inner {
     jobs: JobEngine,
     catalog: CatalogConfig,
     public_net: PublicNetworkConfig,
+    tap_prefix: String,
     vm_root: std::path::PathBuf,
     /// `None` when compute is disabled or libvirt could not be reached.
     hypervisor: Option<Arc<dyn Hypervisor>>,
@@ -167,6 +170,7 @@ impl Services {
                 jobs,
                 catalog: cfg.catalog.clone(),
                 public_net: cfg.network.public.clone(),
+                tap_prefix: cfg.network.tap_prefix.clone(),
                 vm_root: cfg.data_dir.join("vms"),
                 hypervisor,
                 compute_down,

@@ -179,7 +179,8 @@ impl VmHost {
         match (running, reset) {
             (false, _) => self.hv.start(&name),
             (true, true) => self.hv.reboot(&name, true),
-            (true, false) => Ok(()),
+            // Already running (a resumed job, or a start that raced a boot): it is up.
+            (true, false) => return self.set_status(&vm.id, VmStatus::Active),
         }
         .map_err(|e| e.to_string())?;
         self.wait_ready(&name, &log, offset)?;

@@ -316,7 +316,7 @@ impl Services {
                 prefix,
                 gateway,
                 bridge: self.inner.public_net.bridge.clone(),
-                tap: format!("skv{nic_id}"),
+                tap: format!("{}{nic_id}", self.inner.tap_prefix),
             }],
             tags: new.tags,
             deleting: false,
@@ -338,7 +338,11 @@ impl Services {
         page: Page,
     ) -> Result<Paged<Vm>, ServiceError> {
         let projects: Vec<Uuid> = match project {
-            Some(p) => vec![self.visible_project(who, p)?.id],
+            // A project the caller cannot see filters everything out.
+            Some(p) => match self.visible_project(who, p) {
+                Ok(p) => vec![p.id],
+                Err(_) => vec![],
+            },
             None => self
                 .inner
                 .projects
@@ -421,20 +425,8 @@ impl Services {
                 vm.status.as_str()
             )));
         }
-        // The transitional status shows at once; the job confirms it.
-        let next = match action {
-            PowerAction::Stop => VmStatus::Finalizing,
-            _ => VmStatus::Booting,
-        };
-        let vm = self
-            .inner
-            .vms
-            .update::<ServiceError>(&uuid_key(&vm.id), |v| {
-                v.status = next;
-                v.updated_at = now();
-                Ok(())
-            })?
-            .ok_or(ServiceError::NotFound { kind: "VM" })?;
+        // The job sets the transitional status as it starts; setting it here as well
+        // could overwrite the job's own, later status.
         self.submit_vm_job(&vm, kind)?;
         Ok(vm)
     }

@@ -56,6 +56,24 @@ pub struct Migration {
 /// The migrations of this binary, oldest first.
 pub const MIGRATIONS: &[Migration] = &[];
 
+/// Opens sled, waiting up to two seconds for the directory lock: a handle dropped a
+/// moment ago (or a process that just exited) may still hold it. A lock held longer
+/// belongs to a running skiff and is reported.
+fn open_retrying(dir: &Path) -> Result<sled::Db, StoreError> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < until =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// A handle on the datastore; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -74,7 +92,7 @@ impl Store {
         target: u32,
         migrations: &[Migration],
     ) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open()?;
+        let db = open_retrying(dir)?;
         let store = Store { db };
         store.migrate(target, migrations)?;
         Ok(store)

@@ -1,6 +1,8 @@
 //! A real skiff process on loopback, driven over real HTTP.
 #![allow(dead_code)]
 
+pub mod vmhost;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

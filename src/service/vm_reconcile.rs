@@ -1,0 +1,115 @@
+//! The VM part of the reconciler: store and libvirt brought back into agreement after a
+//! crash or a host reboot. It finishes what a dead process left half-done by submitting
+//! the job that does it (jobs are idempotent), corrects statuses the host contradicts,
+//! releases addresses nothing holds, and reports domains it cannot account for without
+//! touching them.
+
+use std::collections::HashSet;
+
+use crate::compute::PowerState;
+use crate::jobs::{NewJob, Reconcile};
+use crate::model::{now, uuid_key, VmStatus};
+use crate::store::StoreError;
+
+use super::Services;
+
+pub struct VmReconciler(pub Services);
+
+impl Reconcile for VmReconciler {
+    fn name(&self) -> &'static str {
+        "vms"
+    }
+
+    fn reconcile(&self) -> Result<Vec<String>, String> {
+        let s = &self.0.inner;
+        let Some(hv) = s.hypervisor.as_ref() else {
+            return Ok(vec![]);
+        };
+        let e = |e: StoreError| e.to_string();
+        let mut drift = Vec::new();
+        let live: HashSet<String> = s
+            .jobs
+            .list()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|j| !j.status.is_final())
+            .map(|j| j.target)
+            .collect();
+        let vms = s.vms.all().map_err(e)?;
+        for vm in &vms {
+            if live.contains(&format!("vm/{}", vm.id)) {
+                continue;
+            }
+            let name = vm.domain_name();
+            let job = if vm.deleting {
+                Some("vm.delete")
+            } else {
+                match vm.status {
+                    VmStatus::Initiating | VmStatus::Provisioning | VmStatus::Booting => {
+                        Some("vm.create")
+                    }
+                    VmStatus::Finalizing => Some("vm.stop"),
+                    VmStatus::Active | VmStatus::Passive | VmStatus::Failure => None,
+                }
+            };
+            if let Some(kind) = job {
+                s.jobs
+                    .submit(NewJob {
+                        kind: kind.into(),
+                        target: format!("vm/{}", vm.id),
+                        account_id: Some(vm.account_id),
+                        project_id: Some(vm.project_id),
+                        params: serde_json::json!({ "vm_id": vm.id }),
+                    })
+                    .map_err(|e| e.to_string())?;
+                drift.push(format!(
+                    "VM {} was left {}; resubmitted {kind}",
+                    vm.id,
+                    vm.status.as_str()
+                ));
+                continue;
+            }
+            let state = hv.state(&name).map_err(|e| e.to_string())?;
+            let seen = match (vm.status, state) {
+                (
+                    VmStatus::Active,
+                    Some(PowerState::ShutOff) | Some(PowerState::Crashed) | None,
+                ) => Some(VmStatus::Passive),
+                (VmStatus::Passive, Some(PowerState::Running)) => Some(VmStatus::Active),
+                _ => None,
+            };
+            if let Some(st) = seen {
+                s.vms
+                    .update::<StoreError>(&uuid_key(&vm.id), |v| {
+                        v.status = st;
+                        v.updated_at = now();
+                        Ok(())
+                    })
+                    .map_err(e)?;
+                drift.push(format!(
+                    "VM {} was {} but its domain is {:?}; now {}",
+                    vm.id,
+                    vm.status.as_str(),
+                    state,
+                    st.as_str()
+                ));
+            }
+        }
+        let known: HashSet<String> = vms.iter().map(|v| v.domain_name()).collect();
+        for d in hv.list("skiff-vm-").map_err(|e| e.to_string())? {
+            if !known.contains(&d) {
+                drift.push(format!("domain {d} has no VM record; left alone"));
+            }
+        }
+        let ids: HashSet<uuid::Uuid> = vms.iter().map(|v| v.id).collect();
+        for lease in s.leases.all().map_err(e)? {
+            if !ids.contains(&lease.vm_id) {
+                s.leases
+                    .delete(&format!("{}/{}", lease.pool, lease.ip).into_bytes())
+                    .map_err(e)?;
+                drift.push(format!("address {} was held by no VM; released", lease.ip));
+            }
+        }
+        Ok(drift)
+    }
+}
