@@ -38,6 +38,9 @@ const IMPLEMENTED: &[&str] = &[
     "updateApiKey",
     "revokeApiKey",
     "regenerateApiKey",
+    "listVMs",
+    "getVM",
+    "listVMNetworks",
 ];
 
 const CHECKS: &str =

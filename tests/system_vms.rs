@@ -8,6 +8,15 @@ use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
 
+fn hash_line(console: &str) -> String {
+    console
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("SKIFF-GUEST password-hash="))
+        .unwrap_or_default()
+        .to_string()
+}
+
 #[test]
 fn vm_lifecycle_against_a_real_guest() {
     let Some(h) = host() else { return };
@@ -111,6 +120,76 @@ fn vm_lifecycle_against_a_real_guest() {
         "web-renamed"
     );
 
+    // Reset the password: shown once, reaches the guest through the seed at next boot.
+    let old_hash = hash_line(&console(&s, &id));
+    let r = act("reset-password");
+    assert_eq!(r.status, 200, "{}", r.text);
+    let msg = r.body["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("next boot"), "{msg}");
+    assert_eq!(act("stop").status, 200);
+    wait_status(&s, &id, "passive", Duration::from_secs(120));
+    assert_eq!(act("start").status, 200);
+    wait_status(&s, &id, "active", Duration::from_secs(240));
+    let new_hash = hash_line(&console(&s, &id));
+    assert!(
+        new_hash.starts_with("$6$") && new_hash != old_hash,
+        "{old_hash} → {new_hash}"
+    );
+
+    // Resize: only when stopped, never shrinking the disk; the domain really changes.
+    let resize = |pid: i64| {
+        s.admin_call("POST", &format!("/api/v1/vms/{id}/resize"))
+            .project(&p)
+            .json(json!({"pricing_id": pid}))
+    };
+    assert!(resize(2).error(400).contains("stop the VM"));
+    assert_eq!(act("stop").status, 200);
+    wait_status(&s, &id, "passive", Duration::from_secs(120));
+    let r = resize(2);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["id"], id.as_str());
+    let vm = wait_status(&s, &id, "passive", Duration::from_secs(60));
+    assert_eq!(
+        (vm["ram"].clone(), vm["storage"].clone()),
+        (json!(2), json!(25))
+    );
+    let info = virsh(&["dominfo", &name]);
+    assert!(info.contains("2097152 KiB"), "{info}");
+    let disk = |n: i64| {
+        s.admin_call("POST", &format!("/api/v1/vms/{id}/disk/resize"))
+            .project(&p)
+            .json(json!({"new_size": n}))
+    };
+    assert!(disk(20).error(400).contains("never shrink"));
+    assert_eq!(disk(30).status, 200);
+    let vm = wait_status(&s, &id, "passive", Duration::from_secs(60));
+    assert_eq!(vm["storage"], 30);
+    let img = s.data().join("vms").join(&id).join("disk.qcow2");
+    let out = Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["virtual-size"], 30u64 << 30);
+    assert!(resize(1).error(400).contains("never shrink"));
+
+    // Reinstall keeps the address and boots a fresh disk.
+    let r = s
+        .admin_call("POST", &format!("/api/v1/vms/{id}/reinstall"))
+        .project(&p)
+        .json(json!({"template_id": TEMPLATE_ID, "auto_generate_password": true}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("new root password"));
+    let vm = wait_status(&s, &id, "active", Duration::from_secs(240));
+    assert_eq!(vm["public_ipv4_address"], ip.as_str());
+    let r = act("factory-reset");
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_status(&s, &id, "active", Duration::from_secs(240));
+
     // Another project's header does not reach the VM.
     let other = s
         .admin_call("POST", "/api/v1/projects")
@@ -152,10 +231,18 @@ fn vm_lifecycle_against_a_real_guest() {
     assert_eq!(r.body["data"]["public_ipv4_address"], ip.as_str());
     let id2 = r.body["data"]["id"].as_str().unwrap().to_string();
     let r = s
-        .admin_call("DELETE", &format!("/api/v1/vms/{id2}"))
+        .admin_call("DELETE", "/api/v1/vms/bulk")
         .project(&p)
-        .send();
-    assert_eq!(r.status, 200);
+        .json(json!({"ids": [id2, "6f1c1c52-0000-4000-8000-000000000001"]}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (
+            r.body["success_count"].clone(),
+            r.body["failed_count"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+    assert_eq!(r.body["results"][1]["success"], false);
     wait_jobs_idle(&s, &p, Duration::from_secs(240));
     let left = virsh(&["list", "--all", "--name"]);
     assert!(!left.contains(&format!("skiff-vm-{id2}")), "{left}");

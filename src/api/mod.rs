@@ -118,7 +118,8 @@ impl utoipa::Modify for BodyResponses {
         api_keys::regenerate,
         jobs::list, jobs::get, jobs::create_diag,
         vms::list, vms::create, vms::get, vms::delete, vms::start, vms::stop, vms::reboot,
-        vms::reboot_hard, vms::rename, vms::networks, vms::console,
+        vms::reboot_hard, vms::rename, vms::networks, vms::console, vms::resize,
+        vms::resize_disk, vms::reset_password, vms::reinstall, vms::factory_reset, vms::delete_bulk,
     ),
     modifiers(&SecurityAddon, &BodyResponses),
     security(("ApiKeyAuth" = [])),
@@ -205,6 +206,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
                     .route(web::get().to(vms::list))
                     .route(web::post().to(vms::create)),
             )
+            .service(res("/vms/bulk", "DELETE").route(web::delete().to(vms::delete_bulk)))
             .service(
                 res("/vms/{id}", "GET, DELETE")
                     .route(web::get().to(vms::get))
@@ -216,6 +218,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             .service(res("/vms/{id}/reboot-hard", "POST").route(web::post().to(vms::reboot_hard)))
             .service(res("/vms/{id}/rename", "PATCH").route(web::patch().to(vms::rename)))
             .service(res("/vms/{id}/networks", "GET").route(web::get().to(vms::networks)))
+            .service(res("/vms/{id}/resize", "POST").route(web::post().to(vms::resize)))
+            .service(res("/vms/{id}/disk/resize", "POST").route(web::post().to(vms::resize_disk)))
+            .service(
+                res("/vms/{id}/reset-password", "POST").route(web::post().to(vms::reset_password)),
+            )
+            .service(res("/vms/{id}/reinstall", "POST").route(web::post().to(vms::reinstall)))
+            .service(
+                res("/vms/{id}/factory-reset", "POST").route(web::post().to(vms::factory_reset)),
+            )
             .service(
                 res("/api-keys/{id}/regenerate", "POST")
                     .route(web::post().to(api_keys::regenerate)),

@@ -571,3 +571,55 @@ pub struct NetworkQuery {
     #[param(rename = "type")]
     pub kind: Option<String>,
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct ResizeResponse {
+    pub success: bool,
+    pub message: String,
+    pub id: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ResizeVMRequest {
+    pub pricing_id: i64,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ResizeVMDiskRequest {
+    /// New size in GB; larger than the current one.
+    pub new_size: i64,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ReinstallVMRequest {
+    pub template_id: Uuid,
+    pub password: Option<String>,
+    pub ssh_keys: Option<Vec<String>>,
+    pub auto_generate_password: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct DeleteVMsBulkRequest {
+    /// 1 to 50 VM ids.
+    pub ids: Vec<Uuid>,
+    pub volume_action: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BulkDeleteVMItemResult {
+    pub id: Uuid,
+    pub success: bool,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BulkDeleteVMsResult {
+    pub success: bool,
+    pub message: String,
+    pub total_count: usize,
+    pub success_count: usize,
+    pub failed_count: usize,
+    pub results: Vec<BulkDeleteVMItemResult>,
+}

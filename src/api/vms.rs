@@ -368,3 +368,244 @@ pub async fn console(
         .content_type("text/plain; charset=utf-8")
         .body(text))
 }
+
+fn resized(vm: &model::Vm, what: String) -> HttpResponse {
+    HttpResponse::Ok().json(ResizeResponse {
+        success: true,
+        message: what,
+        id: vm.id.to_string(),
+    })
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/vms/{id}/resize", tag = "Virtual Machines", operation_id = "resizeVM",
+    params(
+        ("id" = uuid::Uuid, Path, description = "VM ID (UUID)"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The VM's project"),
+    ),
+    request_body = ResizeVMRequest,
+    responses(
+        (status = 200, description = "Resize accepted", body = ResizeResponse),
+        (status = 400, description = "Unknown plan, VM running, or the disk would shrink", body = Error),
+        (status = 401, description = "Authentication required", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
+        (status = 404, description = "Resource not found", body = Error),
+        (status = 503, description = "VMs cannot run on this host now", body = Error),
+    )
+)]
+pub async fn resize(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    ProjectHeader(project): ProjectHeader,
+    id: web::Path<String>,
+    body: web::Json<ResizeVMRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_uuid(&id, "VM")?;
+    let vm = state
+        .services
+        .resize_vm(&who, project.as_deref(), &id, body.pricing_id)?;
+    let msg = format!(
+        "VM {} resized to {} vCPU, {} GB RAM, {} GB disk",
+        vm.name, vm.vcpus, vm.ram_gib, vm.storage_gib
+    );
+    Ok(resized(&vm, msg))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/vms/{id}/disk/resize", tag = "Virtual Machines", operation_id = "resizeVMDisk",
+    params(
+        ("id" = uuid::Uuid, Path, description = "VM ID (UUID)"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The VM's project"),
+    ),
+    request_body = ResizeVMDiskRequest,
+    responses(
+        (status = 200, description = "Disk resize accepted", body = ResizeResponse),
+        (status = 400, description = "Not larger than now, or the VM is running", body = Error),
+        (status = 401, description = "Authentication required", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
+        (status = 404, description = "Resource not found", body = Error),
+        (status = 503, description = "VMs cannot run on this host now", body = Error),
+    )
+)]
+pub async fn resize_disk(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    ProjectHeader(project): ProjectHeader,
+    id: web::Path<String>,
+    body: web::Json<ResizeVMDiskRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_uuid(&id, "VM")?;
+    let vm = state
+        .services
+        .resize_vm_disk(&who, project.as_deref(), &id, body.new_size)?;
+    let msg = format!("VM {} disk grows to {} GB", vm.name, vm.storage_gib);
+    Ok(resized(&vm, msg))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/vms/{id}/reset-password", tag = "Virtual Machines", operation_id = "resetVMPassword",
+    params(
+        ("id" = uuid::Uuid, Path, description = "VM ID (UUID)"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The VM's project"),
+    ),
+    responses(
+        (status = 200, description = "The new password (shown once) and how it reaches the guest", body = SuccessResponse),
+        (status = 400, description = "X-Project-ID missing, or the VM is being provisioned", body = Error),
+        (status = 401, description = "Authentication required", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
+        (status = 404, description = "Resource not found", body = Error),
+        (status = 503, description = "VMs cannot run on this host now", body = Error),
+    )
+)]
+pub async fn reset_password(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    ProjectHeader(project): ProjectHeader,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_uuid(&id, "VM")?;
+    let services = state.services.clone();
+    // The guest-agent probe blocks for up to two seconds.
+    let (password, now) =
+        web::block(move || services.reset_vm_password(&who, project.as_deref(), &id))
+            .await
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "worker pool gone"))??;
+    let how = if now {
+        "the guest agent applies it now"
+    } else {
+        "no guest agent answered, so it takes effect through the seed at the VM's next boot"
+    };
+    Ok(done(format!(
+        "new root password: {password} (shown once; {how})"
+    )))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/vms/{id}/reinstall", tag = "Virtual Machines", operation_id = "reinstallVM",
+    params(
+        ("id" = uuid::Uuid, Path, description = "VM ID (UUID)"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The VM's project"),
+    ),
+    request_body = ReinstallVMRequest,
+    responses(
+        (status = 200, description = "Reinstall accepted; addresses are kept", body = SuccessResponse),
+        (status = 400, description = "Invalid request", body = Error),
+        (status = 401, description = "Authentication required", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
+        (status = 404, description = "Resource not found", body = Error),
+        (status = 503, description = "VMs cannot run on this host now", body = Error),
+    )
+)]
+pub async fn reinstall(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    ProjectHeader(project): ProjectHeader,
+    id: web::Path<String>,
+    body: web::Json<ReinstallVMRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_uuid(&id, "VM")?;
+    let b = body.into_inner();
+    if b.auto_generate_password == Some(true) && b.password.is_some() {
+        return Err(ApiError::bad_request(
+            "give password or auto_generate_password, not both",
+        ));
+    }
+    let generated = (b.auto_generate_password == Some(true)).then(crate::service::new_vm_password);
+    let vm = state.services.reinstall_vm(
+        &who,
+        project.as_deref(),
+        &id,
+        Some(b.template_id),
+        b.password.or(generated.clone()),
+        b.ssh_keys,
+    )?;
+    let mut msg = format!(
+        "VM {} is being reinstalled with {} {}",
+        vm.name, vm.template_name, vm.template_version
+    );
+    if let Some(p) = generated {
+        msg.push_str(&format!("; new root password: {p} (shown once)"));
+    }
+    Ok(done(msg))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/vms/{id}/factory-reset", tag = "Virtual Machines", operation_id = "factoryResetVM",
+    params(
+        ("id" = uuid::Uuid, Path, description = "VM ID (UUID)"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The VM's project"),
+    ),
+    responses(
+        (status = 200, description = "Factory reset accepted; addresses and credentials are kept", body = SuccessResponse),
+        (status = 400, description = "X-Project-ID missing, or the VM is busy", body = Error),
+        (status = 401, description = "Authentication required", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
+        (status = 404, description = "Resource not found", body = Error),
+        (status = 503, description = "VMs cannot run on this host now", body = Error),
+    )
+)]
+pub async fn factory_reset(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    ProjectHeader(project): ProjectHeader,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_uuid(&id, "VM")?;
+    let vm = state
+        .services
+        .reinstall_vm(&who, project.as_deref(), &id, None, None, None)?;
+    Ok(done(format!(
+        "VM {} is being reset to {}",
+        vm.name, vm.template_name
+    )))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/vms/bulk", tag = "Virtual Machines", operation_id = "deleteVMsBulk",
+    params(("X-Project-ID" = uuid::Uuid, Header, description = "The VMs' project")),
+    request_body = DeleteVMsBulkRequest,
+    responses(
+        (status = 200, description = "Per-VM results", body = BulkDeleteVMsResult),
+        (status = 400, description = "X-Project-ID missing or 0 / more than 50 ids", body = Error),
+        (status = 401, description = "Authentication required", body = Error),
+    )
+)]
+pub async fn delete_bulk(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    ProjectHeader(project): ProjectHeader,
+    body: web::Json<DeleteVMsBulkRequest>,
+) -> Result<HttpResponse, ApiError> {
+    if project.is_none() {
+        return Err(crate::service::ServiceError::ProjectRequired.into());
+    }
+    if body.ids.is_empty() || body.ids.len() > 50 {
+        return Err(ApiError::bad_request("ids must hold 1 to 50 VM ids"));
+    }
+    let mut results = Vec::new();
+    for id in &body.ids {
+        match state.services.delete_vm(&who, project.as_deref(), id) {
+            Ok(vm) => results.push(BulkDeleteVMItemResult {
+                id: *id,
+                success: true,
+                message: format!("VM {} is being deleted", vm.name),
+                error: None,
+            }),
+            Err(e) => results.push(BulkDeleteVMItemResult {
+                id: *id,
+                success: false,
+                message: "not deleted".into(),
+                error: Some(e.to_string()),
+            }),
+        }
+    }
+    let ok = results.iter().filter(|r| r.success).count();
+    Ok(HttpResponse::Ok().json(BulkDeleteVMsResult {
+        success: ok > 0,
+        message: format!("{ok} of {} VMs are being deleted", results.len()),
+        total_count: results.len(),
+        success_count: ok,
+        failed_count: results.len() - ok,
+        results,
+    }))
+}

@@ -146,4 +146,18 @@ impl Hypervisor for Libvirt {
         names.sort();
         Ok(names)
     }
+
+    fn agent_alive(&self, name: &str) -> bool {
+        let Ok(Some(d)) = self.domain(name) else {
+            return false;
+        };
+        d.qemu_agent_command(r#"{"execute":"guest-ping"}"#, 2, 0)
+            .is_ok()
+    }
+
+    fn set_password_hash(&self, name: &str, user: &str, hash: &str) -> Result<(), ComputeError> {
+        self.existing(name)?
+            .set_user_password(user, hash, sys::VIR_DOMAIN_PASSWORD_ENCRYPTED)
+            .map_err(fail("set password"))
+    }
 }

@@ -120,4 +120,8 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn state(&self, name: &str) -> Result<Option<PowerState>, ComputeError>;
     /// Names of the domains whose name starts with `prefix`.
     fn list(&self, prefix: &str) -> Result<Vec<String>, ComputeError>;
+    /// Whether a QEMU guest agent answers in the running guest.
+    fn agent_alive(&self, name: &str) -> bool;
+    /// Sets `user`'s password to a crypt(3) hash through the guest agent.
+    fn set_password_hash(&self, name: &str, user: &str, hash: &str) -> Result<(), ComputeError>;
 }

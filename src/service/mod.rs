@@ -18,7 +18,7 @@ pub use authz::Principal;
 pub use init::InitReport;
 pub use projects::{NewProject, ProjectChange};
 pub use vm_reconcile::VmReconciler;
-pub use vms::{NewVm, PowerAction};
+pub use vms::{generate_password as new_vm_password, NewVm, PowerAction};
 
 use std::sync::Arc;
 

@@ -34,6 +34,9 @@ pub(crate) const KINDS: &[&str] = &[
     "vm.reboot",
     "vm.reboot_hard",
     "vm.delete",
+    "vm.reconfigure",
+    "vm.reset_password",
+    "vm.reinstall",
 ];
 
 /// One handler per kind, all sharing the host.
@@ -64,6 +67,9 @@ impl JobHandler for VmJob {
             "vm.reboot" => h.reboot(&id, false),
             "vm.reboot_hard" => h.reboot(&id, true),
             "vm.delete" => return h.delete(&id),
+            "vm.reconfigure" => h.reconfigure(&id),
+            "vm.reset_password" => h.reset_password(&id),
+            "vm.reinstall" => h.reinstall(&id),
             other => Err(format!("unknown VM job {other}")),
         };
         if let Err(e) = &result {
@@ -145,6 +151,13 @@ impl VmHost {
             return Ok(());
         }
         self.set_status(id, VmStatus::Provisioning)?;
+        self.provision(&vm)?;
+        self.boot(&vm, false)
+    }
+
+    /// Makes the disk (if missing), the seed and the domain definition.
+    fn provision(&self, vm: &Vm) -> Result<(), String> {
+        let id = &vm.id;
         let dir = self.dir(id);
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         // qemu runs as its own user and must reach the files.
@@ -162,8 +175,52 @@ impl VmHost {
             disk::create_overlay(image, &tmp, vm.storage_gib as u64).map_err(|e| e.to_string())?;
             std::fs::rename(&tmp, &disk_path).map_err(|e| e.to_string())?;
         }
-        write_seed(&dir.join("seed.img"), &self.guest_config(&vm)).map_err(|e| e.to_string())?;
+        write_seed(&dir.join("seed.img"), &self.guest_config(vm)).map_err(|e| e.to_string())?;
+        self.hv.define(&self.spec(vm)).map_err(|e| e.to_string())
+    }
+
+    /// Applies the record's size (after a resize) to the stopped domain and its disk.
+    fn reconfigure(&self, id: &Uuid) -> Result<(), String> {
+        let vm = self.load(id)?;
+        let disk_path = self.dir(id).join("disk.qcow2");
+        let want = vm.storage_gib as u64;
+        if disk::virtual_size(&disk_path).map_err(|e| e.to_string())? < want << 30 {
+            disk::grow(&disk_path, want).map_err(|e| e.to_string())?;
+        }
         self.hv.define(&self.spec(&vm)).map_err(|e| e.to_string())?;
+        self.set_status(id, VmStatus::Passive)
+    }
+
+    /// Puts the new hash in the seed (applied at the next boot under a new instance id)
+    /// and, when the guest runs an agent, sets it right away.
+    fn reset_password(&self, id: &Uuid) -> Result<(), String> {
+        let vm = self.load(id)?;
+        write_seed(&self.dir(id).join("seed.img"), &self.guest_config(&vm))
+            .map_err(|e| e.to_string())?;
+        if let Some(hash) = &vm.password_hash {
+            let name = vm.domain_name();
+            if self.hv.agent_alive(&name) {
+                self.hv
+                    .set_password_hash(&name, "root", hash)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A fresh disk from the template; addresses, MACs and the domain stay.
+    fn reinstall(&self, id: &Uuid) -> Result<(), String> {
+        let vm = self.load(id)?;
+        self.set_status(id, VmStatus::Provisioning)?;
+        let name = vm.domain_name();
+        self.hv.destroy(&name).map_err(|e| e.to_string())?;
+        let disk_path = self.dir(id).join("disk.qcow2");
+        match std::fs::remove_file(&disk_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("removing {}: {e}", disk_path.display())),
+        }
+        self.provision(&vm)?;
         self.boot(&vm, false)
     }
 

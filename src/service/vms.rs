@@ -54,6 +54,25 @@ fn check_password(p: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// 16 characters that satisfy [`check_password`].
+pub fn generate_password() -> String {
+    use rand::seq::SliceRandom;
+    use rand::Rng;
+    let mut rng = rand::rngs::OsRng;
+    let pick = |set: &[u8], rng: &mut rand::rngs::OsRng| set[rng.gen_range(0..set.len())] as char;
+    let upper = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+    let lower = b"abcdefghijkmnopqrstuvwxyz";
+    let digit = b"23456789";
+    let special = b"@+-_.,!";
+    let mut chars: Vec<char> = Vec::new();
+    chars.extend((0..3).map(|_| pick(upper, &mut rng)));
+    chars.extend((0..3).map(|_| pick(digit, &mut rng)));
+    chars.extend((0..2).map(|_| pick(special, &mut rng)));
+    chars.extend((0..8).map(|_| pick(lower, &mut rng)));
+    chars.shuffle(&mut rng);
+    chars.into_iter().collect()
+}
+
 fn hash_password(p: &str) -> Result<String, ServiceError> {
     let params =
         sha_crypt::Sha512Params::new(5000).map_err(|_| invalid("cannot hash the password"))?;
@@ -454,6 +473,215 @@ impl Services {
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
 
+    /// Marks the VM busy (the status the job starts from) and queues `kind`.
+    fn busy_job(&self, vm: &Vm, status: VmStatus, kind: &str) -> Result<(), ServiceError> {
+        self.inner
+            .vms
+            .update::<ServiceError>(&uuid_key(&vm.id), |v| {
+                v.status = status;
+                v.updated_at = now();
+                Ok(())
+            })?;
+        self.submit_vm_job(vm, kind)
+    }
+
+    fn require_stopped(vm: &Vm, what: &str) -> Result<(), ServiceError> {
+        if vm.status != VmStatus::Passive {
+            return Err(invalid(format!(
+                "stop the VM before {what} (it is {})",
+                vm.status.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// New CPU/RAM (and disk, if the plan's is larger) from another plan; VM stopped.
+    pub fn resize_vm(
+        &self,
+        who: &Principal,
+        header: Option<&str>,
+        id: &Uuid,
+        pricing_id: i64,
+    ) -> Result<Vm, ServiceError> {
+        let vm = self.vm_in_scope(who, header, id, "vm.manage")?;
+        self.hypervisor()?;
+        let plan = self
+            .inner
+            .catalog
+            .vm_plans
+            .iter()
+            .find(|p| p.id == pricing_id && p.region == vm.region)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "unknown pricing_id {pricing_id} in region {}",
+                    vm.region
+                ))
+            })?
+            .clone();
+        Self::require_stopped(&vm, "resizing it")?;
+        if plan.ssd_gib < vm.storage_gib {
+            return Err(invalid(format!(
+                "plan {} has a {} GB disk, smaller than this VM's {} GB: disks never shrink",
+                plan.id, plan.ssd_gib, vm.storage_gib
+            )));
+        }
+        let vm = self
+            .inner
+            .vms
+            .update::<ServiceError>(&uuid_key(&vm.id), |v| {
+                v.pricing_id = plan.id;
+                v.vcpus = plan.vcpu;
+                v.ram_gib = plan.memory_gib;
+                v.storage_gib = v.storage_gib.max(plan.ssd_gib);
+                v.updated_at = now();
+                Ok(())
+            })?
+            .ok_or(ServiceError::NotFound { kind: "VM" })?;
+        self.busy_job(&vm, VmStatus::Provisioning, "vm.reconfigure")?;
+        Ok(vm)
+    }
+
+    /// Grows the OS disk to `new_size` GB; VM stopped.
+    pub fn resize_vm_disk(
+        &self,
+        who: &Principal,
+        header: Option<&str>,
+        id: &Uuid,
+        new_size: i64,
+    ) -> Result<Vm, ServiceError> {
+        let vm = self.vm_in_scope(who, header, id, "vm.manage")?;
+        self.hypervisor()?;
+        if new_size <= vm.storage_gib {
+            return Err(invalid(format!(
+                "new_size must be larger than the current {} GB: disks never shrink",
+                vm.storage_gib
+            )));
+        }
+        if new_size > 10_000 {
+            return Err(invalid("new_size must be at most 10000 GB"));
+        }
+        Self::require_stopped(&vm, "resizing its disk")?;
+        let vm = self
+            .inner
+            .vms
+            .update::<ServiceError>(&uuid_key(&vm.id), |v| {
+                v.storage_gib = new_size;
+                v.updated_at = now();
+                Ok(())
+            })?
+            .ok_or(ServiceError::NotFound { kind: "VM" })?;
+        self.busy_job(&vm, VmStatus::Provisioning, "vm.reconfigure")?;
+        Ok(vm)
+    }
+
+    /// A new generated root password. Returns it (shown once: there is no mail on a
+    /// self-hosted box) and whether the guest agent applies it now or the seed at the
+    /// next boot.
+    pub fn reset_vm_password(
+        &self,
+        who: &Principal,
+        header: Option<&str>,
+        id: &Uuid,
+    ) -> Result<(String, bool), ServiceError> {
+        let vm = self.vm_in_scope(who, header, id, "vm.manage")?;
+        let hv = self.hypervisor()?;
+        if matches!(vm.status, VmStatus::Initiating | VmStatus::Provisioning) {
+            return Err(invalid("the VM is still being provisioned"));
+        }
+        let password = generate_password();
+        let hash = hash_password(&password)?;
+        let vm = self
+            .inner
+            .vms
+            .update::<ServiceError>(&uuid_key(&vm.id), |v| {
+                v.password_hash = Some(hash.clone());
+                v.instance_id = Uuid::new_v4().to_string();
+                v.updated_at = now();
+                Ok(())
+            })?
+            .ok_or(ServiceError::NotFound { kind: "VM" })?;
+        let now_applied = vm.status == VmStatus::Active && hv.agent_alive(&vm.domain_name());
+        self.submit_vm_job(&vm, "vm.reset_password")?;
+        Ok((password, now_applied))
+    }
+
+    /// A fresh OS disk from `template_id` (the VM's own for a factory reset), keeping
+    /// addresses and MACs. New credentials replace the old ones when given.
+    pub fn reinstall_vm(
+        &self,
+        who: &Principal,
+        header: Option<&str>,
+        id: &Uuid,
+        template_id: Option<Uuid>,
+        password: Option<String>,
+        ssh_keys: Option<Vec<String>>,
+    ) -> Result<Vm, ServiceError> {
+        let vm = self.vm_in_scope(who, header, id, "vm.manage")?;
+        self.hypervisor()?;
+        if !matches!(
+            vm.status,
+            VmStatus::Active | VmStatus::Passive | VmStatus::Failure
+        ) {
+            return Err(invalid(format!("the VM is busy ({})", vm.status.as_str())));
+        }
+        let template = self
+            .inner
+            .catalog
+            .templates
+            .iter()
+            .find(|t| t.id == template_id.unwrap_or(vm.template_id) && t.region == vm.region)
+            .ok_or_else(|| invalid("unknown template_id in the VM's region"))?
+            .clone();
+        if template.image.is_none() {
+            return Err(ServiceError::Unavailable(format!(
+                "template {} has no image on this host",
+                template.name
+            )));
+        }
+        if template.storage > vm.storage_gib || template.ram > vm.ram_gib || template.cpu > vm.vcpus
+        {
+            return Err(invalid(format!(
+                "template {} needs a larger plan",
+                template.name
+            )));
+        }
+        let keys = match &ssh_keys {
+            Some(k) => Some(self.resolve_ssh_keys(who, k)?),
+            None => None,
+        };
+        let hash = match &password {
+            Some(p) => {
+                check_password(p)?;
+                Some(hash_password(p)?)
+            }
+            None => None,
+        };
+        let vm = self
+            .inner
+            .vms
+            .update::<ServiceError>(&uuid_key(&vm.id), |v| {
+                v.template_id = template.id;
+                v.template_name = template.name.clone();
+                v.template_version = template.version.clone();
+                if let Some(k) = &keys {
+                    v.ssh_keys = k.clone();
+                }
+                if hash.is_some() {
+                    v.password_hash = hash.clone();
+                }
+                v.instance_id = Uuid::new_v4().to_string();
+                v.status = VmStatus::Provisioning;
+                v.updated_at = now();
+                Ok(())
+            })?
+            .ok_or(ServiceError::NotFound { kind: "VM" })?;
+        if vm.ssh_keys.is_empty() && vm.password_hash.is_none() {
+            return Err(invalid("give ssh_keys, a password, or both"));
+        }
+        self.submit_vm_job(&vm, "vm.reinstall")?;
+        Ok(vm)
+    }
+
     pub fn rename_vm(
         &self,
         who: &Principal,
@@ -490,6 +718,10 @@ mod tests {
         ] {
             assert!(check_password(bad).is_err(), "{bad}");
         }
+        for _ in 0..50 {
+            check_password(&generate_password()).unwrap();
+        }
+        assert_ne!(generate_password(), generate_password());
         let h = hash_password("ABcd12!efghij").unwrap();
         assert!(h.starts_with("$6$"));
         assert!(sha_crypt::sha512_check("ABcd12!efghij", &h).is_ok());
