@@ -97,3 +97,18 @@ stop_test_host() {
     rm -f /run/libvirtd.pid /run/virtlogd.pid
     ip netns del "${SKT_NETNS:-skiff-test}" 2>/dev/null || true
 }
+
+# libvirt for the appliance itself (no systemd here): virtlogd and libvirtd in this
+# namespace, started only if they are not running yet.
+start_libvirt() {
+    if [ -e /dev/kvm ]; then chgrp kvm /dev/kvm 2>/dev/null && chmod 0660 /dev/kvm || true; fi
+    pgrep -x virtlogd >/dev/null || virtlogd -d
+    pgrep -x libvirtd >/dev/null || libvirtd -d
+    local i
+    for i in $(seq 60); do
+        timeout 20 virsh -c qemu:///system version >/dev/null 2>&1 && return 0
+        sleep 1
+    done
+    echo "libvirtd did not come up" >&2
+    return 1
+}

@@ -100,8 +100,12 @@ fn start_compute(cfg: &Config) -> Result<Arc<dyn Hypervisor>, String> {
 pub async fn serve(cfg: Config, on_first_start: impl FnOnce(&InitReport)) -> Result<(), AppError> {
     // The first libvirt connection can take seconds while it probes QEMU.
     let compute = start_compute(&cfg);
-    if let Err(why) = &compute {
-        tracing::warn!(reason = %why, "virtual machines are unavailable");
+    match &compute {
+        Err(why) if cfg.compute.enabled => {
+            tracing::warn!(reason = %why, "virtual machines are unavailable")
+        }
+        Err(why) => tracing::info!(reason = %why, "virtual machines are off"),
+        Ok(_) => {}
     }
     let services = open_with(&cfg, compute)?;
     if !services.is_initialized()? {

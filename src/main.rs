@@ -39,10 +39,43 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Catalog templates (offline: stop `serve` first; it reads the catalog at start).
+    Template {
+        #[command(subcommand)]
+        command: TemplateCommand,
+    },
     /// Print the effective configuration.
     Config,
     /// Print the OpenAPI document this build serves.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum TemplateCommand {
+    /// Import a bootable disk image (any format qemu-img reads) as a template.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "1")]
+        version: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// `linux` or `windows`.
+        #[arg(long, default_value = "linux")]
+        os_type: String,
+        #[arg(long)]
+        region: Option<String>,
+        /// Minimum vCPUs and RAM (GB) of a plan for this image.
+        #[arg(long, default_value_t = 1)]
+        cpu: i64,
+        #[arg(long, default_value_t = 1)]
+        ram: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the catalog's templates.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -119,6 +152,52 @@ fn main() -> anyhow::Result<()> {
                         .context("tier must be standard, high or unlimited")?;
                     let k = services.set_key_tier(&key_id, t)?;
                     println!("{} ({}) is now {}", k.id, k.key_prefix, t.as_str());
+                }
+            }
+        }
+        Command::Template { command } => {
+            let services = skiff::app::open(&cfg)?;
+            match command {
+                TemplateCommand::Import {
+                    file,
+                    name,
+                    version,
+                    description,
+                    os_type,
+                    region,
+                    cpu,
+                    ram,
+                    json,
+                } => {
+                    let t = services.import_template(
+                        &file,
+                        skiff::service::ImportTemplate {
+                            name,
+                            version,
+                            description,
+                            os_type,
+                            region,
+                            cpu,
+                            ram,
+                        },
+                    )?;
+                    if json {
+                        println!("{}", serde_json::json!({"id": t.id, "storage": t.storage}));
+                    } else {
+                        println!(
+                            "imported {} {} as template {} ({} GB minimum disk)",
+                            t.name, t.version, t.id, t.storage
+                        );
+                    }
+                }
+                TemplateCommand::List => {
+                    for t in services.all_templates()? {
+                        let image = t
+                            .image
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_else(|| "(no image)".into());
+                        println!("{}  {} {}  {}", t.id, t.name, t.version, image);
+                    }
                 }
             }
         }

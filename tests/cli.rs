@@ -143,3 +143,74 @@ fn the_packaged_default_configuration_loads() {
     assert!(shown.contains("data_dir = \"/var/lib/skiff\""));
     assert!(shown.contains("per_second = 30"));
 }
+
+#[test]
+fn imported_templates_join_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    std::fs::File::create(&raw)
+        .unwrap()
+        .set_len(3 * 1024 * 1024 * 1024 + 1)
+        .unwrap();
+    let mut s = Server::start("");
+    s.kill();
+    let out = s.admin(&[
+        "template",
+        "import",
+        raw.to_str().unwrap(),
+        "--name",
+        "Debian",
+        "--version",
+        "12",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(v["storage"], 4, "3 GiB and a byte round up to 4 GB");
+    let image = s.data().join("templates").join(format!("{id}.qcow2"));
+    let info = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["format"], "qcow2");
+    let bad = s.admin(&["template", "import", "/nonexistent", "--name", "x"]);
+    assert!(!bad.status.success());
+    s.spawn();
+    let r = s.call("GET", "/api/v1/public/templates").send();
+    let t = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (
+            t["name"].clone(),
+            t["version"].clone(),
+            t["storage"].clone()
+        ),
+        (
+            serde_json::json!("Debian"),
+            serde_json::json!("12"),
+            serde_json::json!(4)
+        )
+    );
+    // A VM may name it: validation passes and only the missing hypervisor stops it.
+    let r = s
+        .admin_call("POST", "/api/v1/vms")
+        .project(&s.admin.project_id)
+        .json(serde_json::json!({"name": "a", "template_id": id, "pricing_id": 1, "region": "us-east", "ssh_keys": [ED25519]}));
+    assert!(
+        r.error(503).contains("not available on this host"),
+        "{}",
+        r.text
+    );
+}

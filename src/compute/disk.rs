@@ -80,3 +80,19 @@ pub fn grow(image: &Path, size_gib: u64) -> Result<(), ComputeError> {
     )
     .map(|_| ())
 }
+
+/// Converts any image qemu-img reads into a standalone qcow2 at `out`.
+pub fn convert_to_qcow2(input: &Path, out: &Path) -> Result<(), ComputeError> {
+    qemu_img(
+        &[
+            "convert".as_ref(),
+            "-q".as_ref(),
+            "-O".as_ref(),
+            "qcow2".as_ref(),
+            input.as_os_str(),
+            out.as_os_str(),
+        ],
+        format!("converting {}", input.display()),
+    )
+    .map(|_| ())
+}

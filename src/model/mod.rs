@@ -5,6 +5,7 @@ mod api_key;
 mod job;
 mod project;
 mod ssh_key;
+mod template;
 mod vm;
 
 pub use account::{Account, User};
@@ -12,6 +13,7 @@ pub use api_key::{ApiKey, ProjectAccess, RateLimitTier};
 pub use job::{Job, JobStatus};
 pub use project::Project;
 pub use ssh_key::SshKey;
+pub use template::Template;
 pub use vm::{IpLease, Nic, Vm, VmStatus};
 
 /// Timestamps are UTC, serialised as RFC 3339.

@@ -51,15 +51,12 @@ impl Services {
         one_of("vm_type", vm_type, &["standard", "premium"])?;
         self.known_region(region)?;
         Ok(self
-            .inner
-            .catalog
-            .templates
-            .iter()
+            .all_templates()?
+            .into_iter()
             .filter(|t| category.is_none_or(|c| t.category == c))
             .filter(|t| region.is_none_or(|r| t.region == r))
             // Windows templates are for premium VMs only.
             .filter(|t| !(t.is_windows && vm_type == Some("standard")))
-            .cloned()
             .collect())
     }
 

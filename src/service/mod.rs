@@ -9,6 +9,7 @@ mod jobs;
 mod projects;
 mod ssh_keys;
 pub mod sshkey;
+mod templates;
 mod vm_jobs;
 mod vm_reconcile;
 mod vms;
@@ -17,6 +18,7 @@ pub use api_keys::{ApiKeyChange, NewApiKey, WithSecret};
 pub use authz::Principal;
 pub use init::InitReport;
 pub use projects::{NewProject, ProjectChange};
+pub use templates::ImportTemplate;
 pub use vm_reconcile::VmReconciler;
 pub use vms::{generate_password as new_vm_password, NewVm, PowerAction};
 
@@ -25,7 +27,7 @@ use std::sync::Arc;
 use crate::compute::Hypervisor;
 use crate::config::{CatalogConfig, Config, PublicNetworkConfig};
 use crate::jobs::{DiagSteps, JobEngine, JobError, JobHandler};
-use crate::model::{Account, ApiKey, IpLease, Project, SshKey, User, Vm};
+use crate::model::{Account, ApiKey, IpLease, Project, SshKey, Template, User, Vm};
 use crate::store::{Store, StoreError, Table};
 
 /// Errors of the service layer; the HTTP edge maps each to a status and error body.
@@ -110,6 +112,8 @@ struct Inner {
     api_keys: Table<ApiKey>,
     vms: Table<Vm>,
     leases: Table<IpLease>,
+    templates: Table<Template>,
+    data_dir: std::path::PathBuf,
     jobs: JobEngine,
     catalog: CatalogConfig,
     public_net: PublicNetworkConfig,
@@ -147,6 +151,7 @@ impl Services {
                 cfg: cfg.compute.clone(),
                 vm_root: cfg.data_dir.join("vms"),
                 templates: cfg.catalog.templates.clone(),
+                imported: store.table()?,
                 nameservers: cfg.network.public.nameservers.clone(),
             });
             for kind in vm_jobs::KINDS {
@@ -166,6 +171,8 @@ impl Services {
                 api_keys: store.table()?,
                 vms: store.table()?,
                 leases: store.table()?,
+                templates: store.table()?,
+                data_dir: cfg.data_dir.clone(),
                 store,
                 jobs,
                 catalog: cfg.catalog.clone(),

@@ -24,6 +24,7 @@ pub(crate) struct VmHost {
     pub cfg: ComputeConfig,
     pub vm_root: PathBuf,
     pub templates: Vec<TemplateConfig>,
+    pub imported: Table<crate::model::Template>,
     pub nameservers: Vec<String>,
 }
 
@@ -164,12 +165,17 @@ impl VmHost {
         set_mode(&dir, 0o755)?;
         let disk_path = dir.join("disk.qcow2");
         if !disk_path.exists() {
-            let template = self
-                .templates
-                .iter()
-                .find(|t| t.id == vm.template_id)
-                .ok_or("the VM's template is no longer in the catalog")?;
-            let image = template.image.as_ref().ok_or("the template has no image")?;
+            let image = match self.templates.iter().find(|t| t.id == vm.template_id) {
+                Some(t) => t.image.clone().ok_or("the template has no image")?,
+                None => {
+                    self.imported
+                        .get(&uuid_key(&vm.template_id))
+                        .map_err(|e| e.to_string())?
+                        .ok_or("the VM's template is no longer in the catalog")?
+                        .image
+                }
+            };
+            let image = &image;
             let tmp = dir.join("disk.qcow2.tmp");
             let _ = std::fs::remove_file(&tmp);
             disk::create_overlay(image, &tmp, vm.storage_gib as u64).map_err(|e| e.to_string())?;

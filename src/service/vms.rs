@@ -214,18 +214,14 @@ impl Services {
             return Err(invalid(format!("unknown region {:?}", new.region)));
         }
         let template = self
-            .inner
-            .catalog
-            .templates
-            .iter()
-            .find(|t| t.id == new.template_id && t.region == new.region)
+            .find_template(&new.template_id)?
+            .filter(|t| t.region == new.region)
             .ok_or_else(|| {
                 invalid(format!(
                     "unknown template_id {} in region {}",
                     new.template_id, new.region
                 ))
-            })?
-            .clone();
+            })?;
         let plan = self
             .inner
             .catalog
@@ -625,13 +621,9 @@ impl Services {
             return Err(invalid(format!("the VM is busy ({})", vm.status.as_str())));
         }
         let template = self
-            .inner
-            .catalog
-            .templates
-            .iter()
-            .find(|t| t.id == template_id.unwrap_or(vm.template_id) && t.region == vm.region)
-            .ok_or_else(|| invalid("unknown template_id in the VM's region"))?
-            .clone();
+            .find_template(&template_id.unwrap_or(vm.template_id))?
+            .filter(|t| t.region == vm.region)
+            .ok_or_else(|| invalid("unknown template_id in the VM's region"))?;
         if template.image.is_none() {
             return Err(ServiceError::Unavailable(format!(
                 "template {} has no image on this host",

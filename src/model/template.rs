@@ -1,0 +1,33 @@
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{uuid_key, Timestamp};
+use crate::store::Record;
+
+/// A bootable image the operator imported (`skiff template import`). Templates from
+/// the configuration file are listed beside these.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Template {
+    pub id: Uuid,
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub os_type: String,
+    pub is_windows: bool,
+    pub category: String,
+    pub region: String,
+    /// Minimum vCPUs, RAM (GB) and disk (GB) a plan needs for this image.
+    pub cpu: i64,
+    pub ram: i64,
+    pub storage: i64,
+    /// The qcow2 base image under `<data_dir>/templates/`.
+    pub image: std::path::PathBuf,
+    pub created_at: Timestamp,
+}
+
+impl Record for Template {
+    const KIND: &'static str = "templates";
+    fn key(&self) -> Vec<u8> {
+        uuid_key(&self.id)
+    }
+}
