@@ -190,6 +190,63 @@ fn vm_lifecycle_against_a_real_guest() {
     assert_eq!(r.status, 200, "{}", r.text);
     wait_status(&s, &id, "active", Duration::from_secs(240));
 
+    // Tags and notes.
+    let tag = |m: &str, path: &str, b: Option<Value>| {
+        let c = s
+            .admin_call(m, &format!("/api/v1/vms/{id}/tags{path}"))
+            .project(&p);
+        match b {
+            Some(b) => c.json(b),
+            None => c.send(),
+        }
+    };
+    let r = tag("POST", "", Some(json!({"name": "prod", "priority": 5})));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = tag("POST", "", Some(json!({"name": "web", "priority": 1})));
+    let names: Vec<_> = r.body["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("web"), json!("prod")], "ordered by priority");
+    tag("POST", "", Some(json!({"name": "web"}))).error(400);
+    let prod = r.body["tags"][1]["id"].as_str().unwrap().to_string();
+    let web = r.body["tags"][0]["id"].as_str().unwrap().to_string();
+    let r = tag("PATCH", &format!("/{prod}"), Some(json!({"priority": 0})));
+    assert_eq!(r.body["tags"][0]["name"], "prod");
+    let r = tag("DELETE", &format!("/{web}"), None);
+    assert_eq!(r.body["tags"].as_array().unwrap().len(), 1);
+    tag("DELETE", &format!("/{web}"), None).error(404);
+    let vm = s.admin_call("GET", &format!("/api/v1/vms/{id}")).send();
+    assert_eq!(vm.body["data"]["tags"][0]["name"], "prod");
+
+    let note = |m: &str, path: &str, content: &str| {
+        s.admin_call(m, &format!("/api/v1/vms/{id}/notes/{path}"))
+            .project(&p)
+            .json(json!({ "content": content }))
+    };
+    let r = s
+        .admin_call("GET", &format!("/api/v1/vms/{id}/notes"))
+        .send();
+    assert_eq!(r.body, json!({"success": true}));
+    note("PATCH", "personal", "x").error(404);
+    assert_eq!(note("PUT", "personal", "first").status, 200);
+    let r = note("POST", "personal/append", "second");
+    assert_eq!(r.body["note"]["content"], "first\nsecond");
+    assert_eq!(r.body["note"]["type"], "personal");
+    assert_eq!(note("PUT", "account", "").status, 200);
+    note("PUT", "team", "x").error(404);
+    let r = s
+        .admin_call("GET", &format!("/api/v1/vms/{id}/notes"))
+        .send();
+    assert_eq!(r.body["personal_note"]["content"], "first\nsecond");
+    assert_eq!(r.body["account_note"]["content"], "");
+    let r = s
+        .admin_call("GET", &format!("/api/v1/vms/{id}/notes?type=account"))
+        .send();
+    assert!(r.body.get("personal_note").is_none());
+
     // Another project's header does not reach the VM.
     let other = s
         .admin_call("POST", "/api/v1/projects")

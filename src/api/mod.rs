@@ -120,6 +120,8 @@ impl utoipa::Modify for BodyResponses {
         vms::list, vms::create, vms::get, vms::delete, vms::start, vms::stop, vms::reboot,
         vms::reboot_hard, vms::rename, vms::networks, vms::console, vms::resize,
         vms::resize_disk, vms::reset_password, vms::reinstall, vms::factory_reset, vms::delete_bulk,
+        vms::add_tag, vms::update_tag, vms::remove_tag, vms::notes, vms::put_note, vms::patch_note,
+        vms::append_note,
     ),
     modifiers(&SecurityAddon, &BodyResponses),
     security(("ApiKeyAuth" = [])),
@@ -222,6 +224,22 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             .service(res("/vms/{id}/disk/resize", "POST").route(web::post().to(vms::resize_disk)))
             .service(
                 res("/vms/{id}/reset-password", "POST").route(web::post().to(vms::reset_password)),
+            )
+            .service(res("/vms/{id}/tags", "POST").route(web::post().to(vms::add_tag)))
+            .service(
+                res("/vms/{id}/tags/{tag}", "PATCH, DELETE")
+                    .route(web::patch().to(vms::update_tag))
+                    .route(web::delete().to(vms::remove_tag)),
+            )
+            .service(res("/vms/{id}/notes", "GET").route(web::get().to(vms::notes)))
+            .service(
+                res("/vms/{id}/notes/{type}", "PUT, PATCH")
+                    .route(web::put().to(vms::put_note))
+                    .route(web::patch().to(vms::patch_note)),
+            )
+            .service(
+                res("/vms/{id}/notes/{type}/append", "POST")
+                    .route(web::post().to(vms::append_note)),
             )
             .service(res("/vms/{id}/reinstall", "POST").route(web::post().to(vms::reinstall)))
             .service(

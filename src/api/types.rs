@@ -461,6 +461,71 @@ pub struct VMTag {
     pub id: String,
     pub name: String,
     pub priority: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VMTagsResponse {
+    pub success: bool,
+    pub tags: Vec<VMTag>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct AddVMTagRequest {
+    #[schema(min_length = 1, max_length = 64)]
+    pub name: String,
+    #[serde(default)]
+    pub priority: i64,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateVMTagRequest {
+    #[schema(min_length = 1, max_length = 64)]
+    pub name: Option<String>,
+    pub priority: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VMNote {
+    pub id: Uuid,
+    pub vm_id: Uuid,
+    /// `personal` or `account`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub content: String,
+    pub user_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VMNoteResponse {
+    pub success: bool,
+    pub note: VMNote,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VMNotesResponse {
+    pub success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub personal_note: Option<VMNote>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_note: Option<VMNote>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpsertVMNoteRequest {
+    /// The text; an empty string clears the note but keeps it.
+    pub content: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NoteQuery {
+    /// `personal` or `account`: only that one.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub kind: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

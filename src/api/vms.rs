@@ -32,19 +32,35 @@ fn dto(v: model::Vm) -> types::VM {
             .iter()
             .find(|n| n.kind == "public")
             .map(|n| n.ip.clone()),
-        tags: v
-            .tags
-            .into_iter()
-            .map(|t| VMTag {
-                id: t.clone(),
-                name: t,
-                priority: 0,
-            })
-            .collect(),
+        tags: tags(v.tags),
         active: v.status == VmStatus::Active,
         created_by: v.created_by.map(|u| u.to_string()),
         created_at: v.created_at,
         updated_at: v.updated_at,
+    }
+}
+
+fn tags(mut list: Vec<model::VmTag>) -> Vec<VMTag> {
+    list.sort_by_key(|t| (t.priority, t.created_at, t.id));
+    list.into_iter()
+        .map(|t| VMTag {
+            id: t.id.to_string(),
+            name: t.name,
+            priority: t.priority,
+            created_at: t.created_at,
+        })
+        .collect()
+}
+
+fn note(n: model::VmNote) -> VMNote {
+    VMNote {
+        id: n.id,
+        vm_id: n.vm_id,
+        kind: n.scope,
+        content: n.content,
+        user_id: n.user_id,
+        created_at: n.created_at,
+        updated_at: n.updated_at,
     }
 }
 
@@ -609,3 +625,207 @@ pub async fn delete_bulk(
         results,
     }))
 }
+
+fn tags_response(list: Vec<model::VmTag>) -> HttpResponse {
+    HttpResponse::Ok().json(VMTagsResponse {
+        success: true,
+        tags: tags(list),
+    })
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/vms/{id}/tags", tag = "Virtual Machines", operation_id = "addVMTag",
+    params(
+        ("id" = uuid::Uuid, Path, description = "VM ID (UUID)"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The VM's project"),
+    ),
+    request_body = AddVMTagRequest,
+    responses(
+        (status = 200, description = "All tags of the VM", body = VMTagsResponse),
+        (status = 400, description = "Invalid or duplicate tag", body = Error),
+        (status = 401, description = "Authentication required", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
+        (status = 404, description = "Resource not found", body = Error),
+    )
+)]
+pub async fn add_tag(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    ProjectHeader(project): ProjectHeader,
+    id: web::Path<String>,
+    body: web::Json<AddVMTagRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_uuid(&id, "VM")?;
+    let list =
+        state
+            .services
+            .add_vm_tag(&who, project.as_deref(), &id, &body.name, body.priority)?;
+    Ok(tags_response(list))
+}
+
+#[utoipa::path(
+    patch, path = "/api/v1/vms/{id}/tags/{tagId}", tag = "Virtual Machines", operation_id = "updateVMTag",
+    params(
+        ("id" = uuid::Uuid, Path, description = "VM ID (UUID)"),
+        ("tagId" = uuid::Uuid, Path, description = "Tag ID"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The VM's project"),
+    ),
+    request_body = UpdateVMTagRequest,
+    responses(
+        (status = 200, description = "All tags of the VM", body = VMTagsResponse),
+        (status = 400, description = "Invalid change", body = Error),
+        (status = 401, description = "Authentication required", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
+        (status = 404, description = "Resource not found", body = Error),
+    )
+)]
+pub async fn update_tag(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    ProjectHeader(project): ProjectHeader,
+    path: web::Path<(String, String)>,
+    body: web::Json<UpdateVMTagRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_uuid(&path.0, "VM")?;
+    let tag = path_uuid(&path.1, "tag")?;
+    let list = state.services.update_vm_tag(
+        &who,
+        project.as_deref(),
+        &id,
+        &tag,
+        body.name.as_deref(),
+        body.priority,
+    )?;
+    Ok(tags_response(list))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/vms/{id}/tags/{tagId}", tag = "Virtual Machines", operation_id = "removeVMTag",
+    params(
+        ("id" = uuid::Uuid, Path, description = "VM ID (UUID)"),
+        ("tagId" = uuid::Uuid, Path, description = "Tag ID"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The VM's project"),
+    ),
+    responses(
+        (status = 200, description = "The remaining tags", body = VMTagsResponse),
+        (status = 400, description = "X-Project-ID missing", body = Error),
+        (status = 401, description = "Authentication required", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
+        (status = 404, description = "Resource not found", body = Error),
+    )
+)]
+pub async fn remove_tag(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    ProjectHeader(project): ProjectHeader,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_uuid(&path.0, "VM")?;
+    let tag = path_uuid(&path.1, "tag")?;
+    let list = state
+        .services
+        .remove_vm_tag(&who, project.as_deref(), &id, &tag)?;
+    Ok(tags_response(list))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/vms/{id}/notes", tag = "Virtual Machines", operation_id = "getVMNotes",
+    params(("id" = uuid::Uuid, Path, description = "VM ID (UUID)"), NoteQuery),
+    responses(
+        (status = 200, description = "The caller's personal note and the account note", body = VMNotesResponse),
+        (status = 400, description = "Unknown type", body = Error),
+        (status = 401, description = "Authentication required", body = Error),
+        (status = 404, description = "Resource not found", body = Error),
+    )
+)]
+pub async fn notes(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    id: web::Path<String>,
+    q: web::Query<NoteQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_uuid(&id, "VM")?;
+    let kind = q.kind.as_deref();
+    if kind.is_some_and(|k| k != "personal" && k != "account") {
+        return Err(ApiError::bad_request("type must be personal or account"));
+    }
+    let (personal, account) = state.services.vm_notes(&who, &id)?;
+    Ok(HttpResponse::Ok().json(VMNotesResponse {
+        success: true,
+        personal_note: personal.filter(|_| kind != Some("account")).map(note),
+        account_note: account.filter(|_| kind != Some("personal")).map(note),
+    }))
+}
+
+async fn write_note(
+    state: web::Data<AppState>,
+    who: crate::service::Principal,
+    project: Option<String>,
+    path: &(String, String),
+    content: &str,
+    how: crate::service::NoteWrite,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_uuid(&path.0, "VM")?;
+    let n = state
+        .services
+        .write_vm_note(&who, project.as_deref(), &id, &path.1, content, how)?;
+    Ok(HttpResponse::Ok().json(VMNoteResponse {
+        success: true,
+        note: note(n),
+    }))
+}
+
+macro_rules! note_route {
+    ($fn:ident, $method:ident, $path:literal, $op:literal, $how:expr, $desc:literal) => {
+        #[utoipa::path(
+                    $method, path = $path, tag = "Virtual Machines", operation_id = $op,
+                    params(
+                        ("id" = uuid::Uuid, Path, description = "VM ID (UUID)"),
+                        ("type" = String, Path, description = "`personal` or `account`"),
+                        ("X-Project-ID" = uuid::Uuid, Header, description = "The VM's project"),
+                    ),
+                    request_body = UpsertVMNoteRequest,
+                    responses(
+                        (status = 200, description = $desc, body = VMNoteResponse),
+                        (status = 400, description = "Invalid request", body = Error),
+                        (status = 401, description = "Authentication required", body = Error),
+                        (status = 403, description = "No permission in the project", body = Error),
+                        (status = 404, description = "Resource not found", body = Error),
+                    )
+                )]
+        pub async fn $fn(
+            state: web::Data<AppState>,
+            Caller(who): Caller,
+            ProjectHeader(project): ProjectHeader,
+            path: web::Path<(String, String)>,
+            body: web::Json<UpsertVMNoteRequest>,
+        ) -> Result<HttpResponse, ApiError> {
+            write_note(state, who, project, &path, &body.content, $how).await
+        }
+    };
+}
+
+note_route!(
+    put_note,
+    put,
+    "/api/v1/vms/{id}/notes/{type}",
+    "upsertVMNote",
+    crate::service::NoteWrite::Put,
+    "The note, created or replaced"
+);
+note_route!(
+    patch_note,
+    patch,
+    "/api/v1/vms/{id}/notes/{type}",
+    "updateVMNote",
+    crate::service::NoteWrite::Patch,
+    "The note, replaced"
+);
+note_route!(
+    append_note,
+    post,
+    "/api/v1/vms/{id}/notes/{type}/append",
+    "appendVMNote",
+    crate::service::NoteWrite::Append,
+    "The note with a line added"
+);

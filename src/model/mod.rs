@@ -14,7 +14,7 @@ pub use job::{Job, JobStatus};
 pub use project::Project;
 pub use ssh_key::SshKey;
 pub use template::Template;
-pub use vm::{IpLease, Nic, Vm, VmStatus};
+pub use vm::{IpLease, Nic, Vm, VmNote, VmStatus, VmTag};
 
 /// Timestamps are UTC, serialised as RFC 3339.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -45,6 +45,46 @@ impl VmStatus {
     }
 }
 
+/// A label on a VM; `priority` orders them (lower first).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct VmTag {
+    pub id: Uuid,
+    pub name: String,
+    pub priority: i64,
+    pub created_at: Timestamp,
+}
+
+/// A free-form note on a VM: `personal` (one per user) or `account` (one per account).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VmNote {
+    pub id: Uuid,
+    pub vm_id: Uuid,
+    /// `personal` or `account`.
+    pub scope: String,
+    /// The writer (for `account` notes, the last writer).
+    pub user_id: Uuid,
+    pub content: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl VmNote {
+    /// Key of the note of `scope` on `vm` (for `personal`, of `owner`).
+    pub fn key_for(vm: &Uuid, scope: &str, owner: &Uuid) -> Vec<u8> {
+        match scope {
+            "personal" => format!("{vm}/personal/{owner}").into_bytes(),
+            _ => format!("{vm}/account").into_bytes(),
+        }
+    }
+}
+
+impl Record for VmNote {
+    const KIND: &'static str = "vm_notes";
+    fn key(&self) -> Vec<u8> {
+        VmNote::key_for(&self.vm_id, &self.scope, &self.user_id)
+    }
+}
+
 /// A network interface of a VM.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Nic {
@@ -83,7 +123,7 @@ pub struct Vm {
     /// cloud-init's instance id; a new one makes the guest apply the seed again.
     pub instance_id: String,
     pub nics: Vec<Nic>,
-    pub tags: Vec<String>,
+    pub tags: Vec<VmTag>,
     /// Set when a delete was accepted; the record goes when the host objects are gone.
     pub deleting: bool,
     pub created_by: Option<Uuid>,

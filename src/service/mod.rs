@@ -11,6 +11,7 @@ mod ssh_keys;
 pub mod sshkey;
 mod templates;
 mod vm_jobs;
+mod vm_meta;
 mod vm_reconcile;
 mod vms;
 
@@ -19,6 +20,7 @@ pub use authz::Principal;
 pub use init::InitReport;
 pub use projects::{NewProject, ProjectChange};
 pub use templates::ImportTemplate;
+pub use vm_meta::NoteWrite;
 pub use vm_reconcile::VmReconciler;
 pub use vms::{generate_password as new_vm_password, NewVm, PowerAction};
 
@@ -27,7 +29,7 @@ use std::sync::Arc;
 use crate::compute::Hypervisor;
 use crate::config::{CatalogConfig, Config, PublicNetworkConfig};
 use crate::jobs::{DiagSteps, JobEngine, JobError, JobHandler};
-use crate::model::{Account, ApiKey, IpLease, Project, SshKey, Template, User, Vm};
+use crate::model::{Account, ApiKey, IpLease, Project, SshKey, Template, User, Vm, VmNote};
 use crate::store::{Store, StoreError, Table};
 
 /// Errors of the service layer; the HTTP edge maps each to a status and error body.
@@ -113,6 +115,7 @@ struct Inner {
     vms: Table<Vm>,
     leases: Table<IpLease>,
     templates: Table<Template>,
+    notes: Table<VmNote>,
     data_dir: std::path::PathBuf,
     jobs: JobEngine,
     catalog: CatalogConfig,
@@ -172,6 +175,7 @@ impl Services {
                 vms: store.table()?,
                 leases: store.table()?,
                 templates: store.table()?,
+                notes: store.table()?,
                 data_dir: cfg.data_dir.clone(),
                 store,
                 jobs,

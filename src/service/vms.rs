@@ -98,7 +98,12 @@ impl Services {
     }
 
     /// A VM the caller may see with `perm`; any other answer is 404.
-    fn visible_vm(&self, who: &Principal, id: &Uuid, perm: &str) -> Result<Vm, ServiceError> {
+    pub(crate) fn visible_vm(
+        &self,
+        who: &Principal,
+        id: &Uuid,
+        perm: &str,
+    ) -> Result<Vm, ServiceError> {
         match self.inner.vms.get(&uuid_key(id))? {
             Some(v)
                 if v.account_id == who.account_id
@@ -112,7 +117,7 @@ impl Services {
     }
 
     /// A VM for a mutation: `X-Project-ID` must name its project.
-    fn vm_in_scope(
+    pub(crate) fn vm_in_scope(
         &self,
         who: &Principal,
         header: Option<&str>,
@@ -276,8 +281,17 @@ impl Services {
                 )))
             }
         }
+        let mut tags: Vec<crate::model::VmTag> = Vec::new();
         for t in &new.tags {
-            check_name(t, 64).map_err(|_| invalid("tags must be 1 to 64 characters"))?;
+            let name = check_name(t, 64).map_err(|_| invalid("tags must be 1 to 64 characters"))?;
+            if !tags.iter().any(|x| x.name == name) {
+                tags.push(crate::model::VmTag {
+                    id: Uuid::new_v4(),
+                    name,
+                    priority: 0,
+                    created_at: now(),
+                });
+            }
         }
         let ssh_keys = self.resolve_ssh_keys(who, &new.ssh_keys)?;
         let password_hash = match &new.password {
@@ -333,7 +347,7 @@ impl Services {
                 bridge: self.inner.public_net.bridge.clone(),
                 tap: format!("{}{nic_id}", self.inner.tap_prefix),
             }],
-            tags: new.tags,
+            tags,
             deleting: false,
             created_by: who.user_id,
             created_at: t,
