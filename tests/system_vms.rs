@@ -174,6 +174,26 @@ fn vm_lifecycle_against_a_real_guest() {
     assert_eq!(info["virtual-size"], 30u64 << 30);
     assert!(resize(1).error(400).contains("never shrink"));
 
+    // Save the stopped disk as an image: it joins the catalog as a template.
+    let save = |b: Value| {
+        s.admin_call("POST", &format!("/api/v1/vms/{id}/save-image"))
+            .project(&p)
+            .json(b)
+    };
+    save(json!({"name": "img", "disk_id": 1})).error(400);
+    let r = save(json!({"name": "web-golden", "description": "after resize"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let image_id = r.body["data"]["id"].as_str().unwrap().to_string();
+    let cat = s.call("GET", "/api/v1/public/templates").send();
+    let t = cat.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == image_id.as_str())
+        .cloned()
+        .expect("saved image in the catalog");
+    assert_eq!(t["storage"], 30);
+
     // Reinstall keeps the address and boots a fresh disk.
     let r = s
         .admin_call("POST", &format!("/api/v1/vms/{id}/reinstall"))
@@ -283,10 +303,16 @@ fn vm_lifecycle_against_a_real_guest() {
         !String::from_utf8_lossy(&taps.stdout).contains(": sva"),
         "no tap left"
     );
-    // The address went back to the pool: the next VM gets it again.
-    let r = post(good);
+    // The address went back to the pool: the next VM, booted from the saved image,
+    // gets it again.
+    let mut from_image = good.clone();
+    from_image["template_id"] = json!(image_id);
+    from_image["pricing_id"] = json!(3);
+    let r = post(from_image);
+    assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["data"]["public_ipv4_address"], ip.as_str());
     let id2 = r.body["data"]["id"].as_str().unwrap().to_string();
+    wait_status(&s, &id2, "active", Duration::from_secs(240));
     let r = s
         .admin_call("DELETE", "/api/v1/vms/bulk")
         .project(&p)

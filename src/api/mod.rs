@@ -121,7 +121,7 @@ impl utoipa::Modify for BodyResponses {
         vms::reboot_hard, vms::rename, vms::networks, vms::console, vms::resize,
         vms::resize_disk, vms::reset_password, vms::reinstall, vms::factory_reset, vms::delete_bulk,
         vms::add_tag, vms::update_tag, vms::remove_tag, vms::notes, vms::put_note, vms::patch_note,
-        vms::append_note,
+        vms::append_note, vms::save_image,
     ),
     modifiers(&SecurityAddon, &BodyResponses),
     security(("ApiKeyAuth" = [])),
@@ -241,6 +241,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
                 res("/vms/{id}/notes/{type}/append", "POST")
                     .route(web::post().to(vms::append_note)),
             )
+            .service(res("/vms/{id}/save-image", "POST").route(web::post().to(vms::save_image)))
             .service(res("/vms/{id}/reinstall", "POST").route(web::post().to(vms::reinstall)))
             .service(
                 res("/vms/{id}/factory-reset", "POST").route(web::post().to(vms::factory_reset)),

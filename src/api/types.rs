@@ -688,3 +688,35 @@ pub struct BulkDeleteVMsResult {
     pub failed_count: usize,
     pub results: Vec<BulkDeleteVMItemResult>,
 }
+
+#[derive(Deserialize, ToSchema)]
+pub struct SaveImageRequest {
+    #[schema(min_length = 1, max_length = 128)]
+    pub name: String,
+    pub description: Option<String>,
+    /// 0: the OS disk (the only disk until volumes exist).
+    #[serde(default)]
+    pub disk_id: i64,
+    /// -1: the disk as it is (the only source until snapshots exist).
+    #[serde(default = "minus_one")]
+    pub snapshot_id: i64,
+}
+
+fn minus_one() -> i64 {
+    -1
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VMImage {
+    /// Use as `template_id` when creating a VM.
+    pub id: Uuid,
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub os_type: String,
+    pub is_windows: bool,
+    pub region: String,
+    pub created_at: DateTime<Utc>,
+}
+
+single!(VMImageResponse, VMImage);

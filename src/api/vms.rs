@@ -829,3 +829,59 @@ note_route!(
     crate::service::NoteWrite::Append,
     "The note with a line added"
 );
+
+#[utoipa::path(
+    post, path = "/api/v1/vms/{id}/save-image", tag = "Virtual Machines", operation_id = "saveVMDiskAsImage",
+    params(
+        ("id" = uuid::Uuid, Path, description = "VM ID (UUID)"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The VM's project"),
+    ),
+    request_body = SaveImageRequest,
+    responses(
+        (status = 201, description = "The new image; its id is a template_id", body = VMImageResponse),
+        (status = 400, description = "Invalid request, or the VM is running", body = Error),
+        (status = 401, description = "Authentication required", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
+        (status = 404, description = "Resource not found", body = Error),
+    )
+)]
+pub async fn save_image(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    ProjectHeader(project): ProjectHeader,
+    id: web::Path<String>,
+    body: web::Json<SaveImageRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_uuid(&id, "VM")?;
+    let b = body.into_inner();
+    let services = state.services.clone();
+    // Copying a disk blocks: keep it off the HTTP workers.
+    let t = web::block(move || {
+        services.save_vm_image(
+            &who,
+            project.as_deref(),
+            &id,
+            &b.name,
+            b.description,
+            b.disk_id,
+            b.snapshot_id,
+        )
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "worker pool gone"))??;
+    Ok(
+        HttpResponse::build(StatusCode::CREATED).json(VMImageResponse {
+            success: true,
+            data: VMImage {
+                id: t.id,
+                name: t.name,
+                version: t.version,
+                description: t.description,
+                os_type: t.os_type,
+                is_windows: t.is_windows,
+                region: t.region,
+                created_at: t.created_at,
+            },
+        }),
+    )
+}

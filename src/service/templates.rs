@@ -75,13 +75,35 @@ impl Services {
         if !file.is_file() {
             return Err(invalid(format!("{} is not a file", file.display())));
         }
+        self.store_image(
+            file,
+            Template {
+                id: Uuid::new_v4(),
+                name,
+                version: t.version,
+                description: t.description,
+                is_windows: t.os_type == "windows",
+                os_type: t.os_type,
+                category: "os".into(),
+                region,
+                cpu: t.cpu,
+                ram: t.ram,
+                storage: 0,
+                image: Default::default(),
+                created_at: now(),
+            },
+        )
+    }
+
+    /// Converts `src` into the template's base image and records the template. Its
+    /// minimum disk is the image's virtual size, rounded up to whole GB.
+    fn store_image(&self, src: &Path, mut template: Template) -> Result<Template, ServiceError> {
         let host = |e: crate::compute::ComputeError| invalid(e.to_string());
-        let id = Uuid::new_v4();
         let dir = self.inner.data_dir.join("templates");
         std::fs::create_dir_all(&dir).map_err(|e| invalid(format!("{}: {e}", dir.display())))?;
-        let image = dir.join(format!("{id}.qcow2"));
-        let tmp = dir.join(format!("{id}.qcow2.tmp"));
-        disk::convert_to_qcow2(file, &tmp).map_err(host)?;
+        let image = dir.join(format!("{}.qcow2", template.id));
+        let tmp = dir.join(format!("{}.qcow2.tmp", template.id));
+        disk::convert_to_qcow2(src, &tmp).map_err(host)?;
         let size = disk::virtual_size(&tmp).map_err(host)?;
         std::fs::rename(&tmp, &image).map_err(|e| invalid(e.to_string()))?;
         // qemu (another user) reads the base image through every VM's overlay.
@@ -90,22 +112,68 @@ impl Services {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| invalid(e.to_string()))?;
         }
-        let template = Template {
-            id,
-            name,
-            version: t.version,
-            description: t.description,
-            is_windows: t.os_type == "windows",
-            os_type: t.os_type,
-            category: "os".into(),
-            region,
-            cpu: t.cpu,
-            ram: t.ram,
-            storage: size.div_ceil(1 << 30).max(1) as i64,
-            image,
-            created_at: now(),
-        };
+        template.storage = size.div_ceil(1 << 30).max(1) as i64;
+        template.image = image;
         self.inner.templates.create(&template)?;
         Ok(template)
+    }
+
+    /// Saves a stopped VM's OS disk as a new template (`disk_id` 0, `snapshot_id` -1:
+    /// volumes and snapshots do not exist yet). Blocks while the disk is copied.
+    pub fn save_vm_image(
+        &self,
+        who: &super::Principal,
+        header: Option<&str>,
+        id: &Uuid,
+        name: &str,
+        description: Option<String>,
+        disk_id: i64,
+        snapshot_id: i64,
+    ) -> Result<Template, ServiceError> {
+        let vm = self.vm_in_scope(who, header, id, "vm.manage")?;
+        let name = check_name(name, 128)?;
+        if disk_id != 0 {
+            return Err(invalid(
+                "disk_id must be 0 (the OS disk): volumes are not available yet",
+            ));
+        }
+        if snapshot_id != -1 {
+            return Err(invalid(
+                "snapshot_id must be -1 (the disk as it is): snapshots are not available yet",
+            ));
+        }
+        if vm.status != crate::model::VmStatus::Passive {
+            return Err(invalid(format!(
+                "stop the VM first so that the image is consistent (it is {})",
+                vm.status.as_str()
+            )));
+        }
+        let base = self.find_template(&vm.template_id)?;
+        let disk_path = self
+            .inner
+            .vm_root
+            .join(vm.id.to_string())
+            .join("disk.qcow2");
+        self.store_image(
+            &disk_path,
+            Template {
+                id: Uuid::new_v4(),
+                name,
+                version: format!("from {}", vm.name),
+                description: description.unwrap_or_default(),
+                os_type: base
+                    .as_ref()
+                    .map(|b| b.os_type.clone())
+                    .unwrap_or_else(|| "linux".into()),
+                is_windows: base.as_ref().is_some_and(|b| b.is_windows),
+                category: "os".into(),
+                region: vm.region.clone(),
+                cpu: base.as_ref().map(|b| b.cpu).unwrap_or(1),
+                ram: base.as_ref().map(|b| b.ram).unwrap_or(1),
+                storage: 0,
+                image: Default::default(),
+                created_at: now(),
+            },
+        )
     }
 }
