@@ -861,10 +861,12 @@ pub async fn save_image(
             &who,
             project.as_deref(),
             &id,
-            &b.name,
-            b.description,
-            b.disk_id,
-            b.snapshot_id,
+            crate::service::SaveImage {
+                name: b.name,
+                description: b.description,
+                disk_id: b.disk_id,
+                snapshot_id: b.snapshot_id,
+            },
         )
     })
     .await

@@ -19,7 +19,7 @@ pub use api_keys::{ApiKeyChange, NewApiKey, WithSecret};
 pub use authz::Principal;
 pub use init::InitReport;
 pub use projects::{NewProject, ProjectChange};
-pub use templates::ImportTemplate;
+pub use templates::{ImportTemplate, SaveImage};
 pub use vm_meta::NoteWrite;
 pub use vm_reconcile::VmReconciler;
 pub use vms::{generate_password as new_vm_password, NewVm, PowerAction};

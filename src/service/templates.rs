@@ -10,6 +10,14 @@ use crate::compute::disk;
 use crate::config::TemplateConfig;
 use crate::model::{now, Template};
 
+/// A save-image request.
+pub struct SaveImage {
+    pub name: String,
+    pub description: Option<String>,
+    pub disk_id: i64,
+    pub snapshot_id: i64,
+}
+
 /// What `skiff template import` is told about an image.
 pub struct ImportTemplate {
     pub name: String,
@@ -125,13 +133,16 @@ impl Services {
         who: &super::Principal,
         header: Option<&str>,
         id: &Uuid,
-        name: &str,
-        description: Option<String>,
-        disk_id: i64,
-        snapshot_id: i64,
+        req: SaveImage,
     ) -> Result<Template, ServiceError> {
+        let SaveImage {
+            name,
+            description,
+            disk_id,
+            snapshot_id,
+        } = req;
         let vm = self.vm_in_scope(who, header, id, "vm.manage")?;
-        let name = check_name(name, 128)?;
+        let name = check_name(&name, 128)?;
         if disk_id != 0 {
             return Err(invalid(
                 "disk_id must be 0 (the OS disk): volumes are not available yet",
