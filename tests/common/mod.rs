@@ -10,6 +10,41 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Operations of `shared/api/raff-openapi.yaml` that the contract run checks: all
+/// implemented ones that work without a hypervisor.
+pub const CONTRACT_CHECKED: &[&str] = &[
+    "healthCheck",
+    "listRegions",
+    "listTemplates",
+    "listVMPricing",
+    "listVolumePricing",
+    "listSnapshotPricing",
+    "listBackupPricing",
+    "listIPPricing",
+    "listProjects",
+    "createProject",
+    "getProject",
+    "updateProject",
+    "deleteProject",
+    "listSSHKeys",
+    "createSSHKey",
+    "getSSHKey",
+    "updateSSHKey",
+    "deleteSSHKey",
+    "listPermissions",
+    "listRoles",
+    "getRole",
+    "listApiKeys",
+    "createApiKey",
+    "getApiKey",
+    "updateApiKey",
+    "revokeApiKey",
+    "regenerateApiKey",
+    "listVMs",
+    "getVM",
+    "listVMNetworks",
+];
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_skiff");
 
 /// Generated with `ssh-keygen -t ed25519 -C user@host`.
