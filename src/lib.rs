@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod app;
+pub mod backup;
 pub mod compute;
 pub mod config;
 pub mod jobs;

@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: TemplateCommand,
     },
+    /// The backup engine on plain disk-image files (no running skiff needed).
+    Repo {
+        #[command(subcommand)]
+        command: RepoCommand,
+    },
     /// Print the effective configuration.
     Config,
     /// Print the OpenAPI document this build serves.
@@ -79,6 +84,57 @@ enum TemplateCommand {
 }
 
 #[derive(Subcommand)]
+enum RepoCommand {
+    /// Back up an image as the next point of a series; prints the point's id last.
+    Backup {
+        #[arg(long)]
+        repo: PathBuf,
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long, default_value = "default")]
+        series: String,
+        /// Bytes per chunk for a new series (power of two, 4 KiB–16 MiB; default 64 KiB).
+        #[arg(long)]
+        chunk_size: Option<u32>,
+    },
+    /// List the restore points.
+    List {
+        #[arg(long)]
+        repo: PathBuf,
+    },
+    /// Write a point's image to a file.
+    Restore {
+        #[arg(long)]
+        repo: PathBuf,
+        #[arg(long)]
+        point: uuid::Uuid,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Re-hash every chunk (of one point, or all); exits non-zero when anything is damaged.
+    Verify {
+        #[arg(long)]
+        repo: PathBuf,
+        #[arg(long)]
+        point: Option<uuid::Uuid>,
+    },
+    /// Delete a point (its chunks go at the next gc).
+    Delete {
+        #[arg(long)]
+        repo: PathBuf,
+        #[arg(long)]
+        point: uuid::Uuid,
+    },
+    /// Remove chunks no point uses, once older than the safety window.
+    Gc {
+        #[arg(long)]
+        repo: PathBuf,
+        #[arg(long, default_value_t = 3600)]
+        safety_secs: u64,
+    },
+}
+
+#[derive(Subcommand)]
 enum AdminCommand {
     /// Create another account (a tenant) with its own project and owner key.
     CreateAccount {
@@ -107,6 +163,74 @@ fn print_report(r: &InitReport, json: bool) {
         println!("admin key:   {}", r.api_key);
         println!("             shown once; skiff keeps only its hash");
     }
+}
+
+fn repo_command(command: RepoCommand) -> anyhow::Result<()> {
+    use skiff::backup::Repo;
+    match command {
+        RepoCommand::Backup {
+            repo,
+            image,
+            series,
+            chunk_size,
+        } => {
+            let started = std::time::Instant::now();
+            let s = Repo::open(&repo)?.backup(&image, &series, chunk_size)?;
+            eprintln!(
+                "series {} point {}: {} chunks ({} new, {} zero), read {} B, stored {} B, {:.2} s",
+                s.point.series,
+                s.point.increment,
+                s.chunks,
+                s.new_chunks,
+                s.zero_chunks,
+                s.point.read_bytes,
+                s.point.stored_bytes,
+                started.elapsed().as_secs_f64()
+            );
+            println!("{}", s.point.id);
+        }
+        RepoCommand::List { repo } => {
+            for p in Repo::open(&repo)?.points()? {
+                println!(
+                    "{}  {} #{}  {}  {} B image, {} B stored",
+                    p.id, p.series, p.increment, p.created_at, p.image_size, p.stored_bytes
+                );
+            }
+        }
+        RepoCommand::Restore { repo, point, out } => {
+            let p = Repo::open(&repo)?.restore(&point, &out)?;
+            eprintln!(
+                "restored {} #{} to {}",
+                p.series,
+                p.increment,
+                out.display()
+            );
+        }
+        RepoCommand::Verify { repo, point } => {
+            let r = Repo::open(&repo)?.verify(point.as_ref())?;
+            for id in &r.damaged_points {
+                println!("damaged point {id}");
+            }
+            for c in &r.damaged_chunks {
+                println!("damaged chunk {c}");
+            }
+            eprintln!(
+                "{} points, {} chunks checked",
+                r.checked_points, r.checked_chunks
+            );
+            if !r.damaged_points.is_empty() {
+                anyhow::bail!("{} damaged points", r.damaged_points.len());
+            }
+        }
+        RepoCommand::Delete { repo, point } => {
+            Repo::open(&repo)?.delete(&point)?;
+        }
+        RepoCommand::Gc { repo, safety_secs } => {
+            let (n, bytes) = Repo::open(&repo)?.gc(std::time::Duration::from_secs(safety_secs))?;
+            println!("removed {n} chunks, {bytes} B");
+        }
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -201,6 +325,7 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Repo { command } => repo_command(command)?,
         Command::Config => print!("{}", skiff::config::to_toml(&cfg)),
         Command::Openapi => println!("{}", skiff::api::openapi_json()),
     }

@@ -1,0 +1,474 @@
+//! A repository: series of restore points over one chunk store.
+//!
+//! ```text
+//! repo.json                                  {"format": "skiff-backup", "version": 1}
+//! chunks/<2 hex>/<64 hex>                    data and index-block chunks
+//! series/<name>/series.json                  {"chunk_size": …}
+//! series/<name>/points/<increment>-<id>.json one complete restore point
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::chunk::{hex, write_atomic, ChunkStore, Digest, ZERO};
+use super::{io, BackupError};
+
+pub const FORMAT_VERSION: u32 = 1;
+pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
+/// Digests per index block: 32 KiB blocks, stored (and shared) like data chunks.
+const BLOCK_ENTRIES: usize = 1024;
+
+#[derive(Serialize, Deserialize)]
+struct RepoMeta {
+    format: String,
+    version: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SeriesMeta {
+    chunk_size: u32,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One restore point. Its index is complete: it restores without any other point.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Point {
+    pub format: u32,
+    pub id: Uuid,
+    pub series: String,
+    /// Position in the series: 0 is the baseline.
+    pub increment: u64,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub image_size: u64,
+    pub chunk_size: u32,
+    /// Digests (hex) of the index blocks, each listing up to 1024 chunk digests.
+    pub blocks: Vec<String>,
+    /// Bytes this point added to the store.
+    pub stored_bytes: u64,
+    /// Bytes read from the image to make it.
+    pub read_bytes: u64,
+}
+
+/// What a backup did, beside the point itself.
+#[derive(Clone, Debug)]
+pub struct BackupStats {
+    pub point: Point,
+    pub chunks: u64,
+    pub new_chunks: u64,
+    pub zero_chunks: u64,
+}
+
+/// The outcome of a verify.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyReport {
+    pub checked_points: usize,
+    pub checked_chunks: usize,
+    pub damaged_points: Vec<Uuid>,
+    pub damaged_chunks: Vec<String>,
+}
+
+pub struct Repo {
+    root: PathBuf,
+    chunks: ChunkStore,
+}
+
+fn check_series(name: &str) -> Result<(), BackupError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(BackupError::Invalid(format!(
+            "series name {name:?}: use 1 to 64 of A-Z a-z 0-9 . _ -"
+        )))
+    }
+}
+
+fn parse_digest(h: &str) -> Result<Digest, BackupError> {
+    let mut d = [0u8; 32];
+    hex::decode_to_slice(h, &mut d)
+        .map_err(|_| BackupError::Format(format!("bad digest {h:?} in a point")))?;
+    Ok(d)
+}
+
+impl Repo {
+    /// Opens a repository, creating it when `dir` is empty or missing.
+    pub fn open(dir: &Path) -> Result<Repo, BackupError> {
+        fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        let meta_path = dir.join("repo.json");
+        match fs::read(&meta_path) {
+            Ok(bytes) => {
+                let m: RepoMeta = serde_json::from_slice(&bytes)
+                    .map_err(|e| BackupError::Format(format!("{}: {e}", meta_path.display())))?;
+                if m.format != "skiff-backup" || m.version > FORMAT_VERSION {
+                    return Err(BackupError::Format(format!(
+                        "{} is format {} version {}; this build reads skiff-backup up to {FORMAT_VERSION}",
+                        dir.display(),
+                        m.format,
+                        m.version
+                    )));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let m = RepoMeta {
+                    format: "skiff-backup".into(),
+                    version: FORMAT_VERSION,
+                };
+                let bytes = serde_json::to_vec_pretty(&m)
+                    .map_err(|e| BackupError::Format(e.to_string()))?;
+                write_atomic(&meta_path, &bytes)?;
+            }
+            Err(e) => return Err(io(format!("reading {}", meta_path.display()))(e)),
+        }
+        Ok(Repo {
+            root: dir.to_path_buf(),
+            chunks: ChunkStore::new(dir.join("chunks")),
+        })
+    }
+
+    fn series_dir(&self, series: &str) -> PathBuf {
+        self.root.join("series").join(series)
+    }
+
+    /// The series' chunk size, fixed by its first backup.
+    fn chunk_size(&self, series: &str, wanted: Option<u32>) -> Result<u32, BackupError> {
+        let path = self.series_dir(series).join("series.json");
+        if let Ok(bytes) = fs::read(&path) {
+            let m: SeriesMeta = serde_json::from_slice(&bytes)
+                .map_err(|e| BackupError::Format(format!("{}: {e}", path.display())))?;
+            return Ok(m.chunk_size);
+        }
+        let size = wanted.unwrap_or(DEFAULT_CHUNK_SIZE);
+        if !(4096..=(16 << 20)).contains(&size) || !size.is_power_of_two() {
+            return Err(BackupError::Invalid(
+                "chunk size must be a power of two from 4 KiB to 16 MiB".into(),
+            ));
+        }
+        fs::create_dir_all(self.series_dir(series).join("points"))
+            .map_err(io(format!("creating series {series}")))?;
+        let m = SeriesMeta {
+            chunk_size: size,
+            created_at: chrono::Utc::now(),
+        };
+        write_atomic(
+            &path,
+            &serde_json::to_vec_pretty(&m).map_err(|e| BackupError::Format(e.to_string()))?,
+        )?;
+        Ok(size)
+    }
+
+    /// Every complete point, by series and increment.
+    pub fn points(&self) -> Result<Vec<Point>, BackupError> {
+        let mut out = Vec::new();
+        let Ok(series) = fs::read_dir(self.root.join("series")) else {
+            return Ok(out);
+        };
+        for s in series.flatten() {
+            let Ok(files) = fs::read_dir(s.path().join("points")) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                if !name.ends_with(".json") {
+                    continue; // a point still being written
+                }
+                let bytes = fs::read(f.path()).map_err(io(format!("reading {name}")))?;
+                let p: Point = serde_json::from_slice(&bytes)
+                    .map_err(|e| BackupError::Format(format!("{name}: {e}")))?;
+                out.push(p);
+            }
+        }
+        out.sort_by(|a, b| (&a.series, a.increment).cmp(&(&b.series, b.increment)));
+        Ok(out)
+    }
+
+    pub fn point(&self, id: &Uuid) -> Result<Point, BackupError> {
+        self.points()?
+            .into_iter()
+            .find(|p| p.id == *id)
+            .ok_or_else(|| BackupError::NotFound(format!("restore point {id}")))
+    }
+
+    fn point_path(&self, p: &Point) -> PathBuf {
+        self.series_dir(&p.series)
+            .join("points")
+            .join(format!("{:08}-{}.json", p.increment, p.id))
+    }
+
+    /// Backs up `image` as the next point of `series`: reads it all, stores the chunks
+    /// the store does not hold yet, then writes the point, last.
+    pub fn backup(
+        &self,
+        image: &Path,
+        series: &str,
+        chunk_size: Option<u32>,
+    ) -> Result<BackupStats, BackupError> {
+        check_series(series)?;
+        let cs = self.chunk_size(series, chunk_size)? as usize;
+        let increment = self
+            .points()?
+            .iter()
+            .filter(|p| p.series == series)
+            .map(|p| p.increment + 1)
+            .max()
+            .unwrap_or(0);
+        let mut f = File::open(image).map_err(io(format!("opening {}", image.display())))?;
+        let mut buf = vec![0u8; cs];
+        let mut digests = Vec::new();
+        let (mut stored, mut read, mut new_chunks, mut zero_chunks) = (0u64, 0u64, 0u64, 0u64);
+        loop {
+            let n =
+                read_full(&mut f, &mut buf).map_err(io(format!("reading {}", image.display())))?;
+            if n == 0 {
+                break;
+            }
+            read += n as u64;
+            let data = &buf[..n];
+            if data.iter().all(|b| *b == 0) {
+                digests.push(ZERO);
+                zero_chunks += 1;
+            } else {
+                let (d, added) = self.chunks.put(data)?;
+                if added > 0 {
+                    new_chunks += 1;
+                }
+                stored += added;
+                digests.push(d);
+            }
+            if n < cs {
+                break;
+            }
+        }
+        let mut blocks = Vec::new();
+        for block in digests.chunks(BLOCK_ENTRIES) {
+            let bytes: Vec<u8> = block.iter().flat_map(|d| d.iter().copied()).collect();
+            let (d, added) = self.chunks.put(&bytes)?;
+            stored += added;
+            blocks.push(hex(&d));
+        }
+        let point = Point {
+            format: FORMAT_VERSION,
+            id: Uuid::new_v4(),
+            series: series.to_string(),
+            increment,
+            created_at: chrono::Utc::now(),
+            image_size: read,
+            chunk_size: cs as u32,
+            blocks,
+            stored_bytes: stored,
+            read_bytes: read,
+        };
+        let bytes =
+            serde_json::to_vec_pretty(&point).map_err(|e| BackupError::Format(e.to_string()))?;
+        write_atomic(&self.point_path(&point), &bytes)?;
+        Ok(BackupStats {
+            chunks: digests.len() as u64,
+            new_chunks,
+            zero_chunks,
+            point,
+        })
+    }
+
+    /// The point's chunk digests, in image order.
+    fn digests(&self, p: &Point) -> Result<Vec<Digest>, BackupError> {
+        let mut out = Vec::new();
+        for b in &p.blocks {
+            let bytes = self.chunks.get(&parse_digest(b)?)?;
+            if bytes.len() % 32 != 0 {
+                return Err(BackupError::Damaged {
+                    digest: b.clone(),
+                    reason: "index block of odd length".into(),
+                });
+            }
+            out.extend(bytes.chunks_exact(32).map(|c| {
+                let mut d = [0u8; 32];
+                d.copy_from_slice(c);
+                d
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Writes the point's image to `out`. Every chunk is checked against its digest
+    /// first; a damaged one stops the restore and nothing is left at `out`.
+    pub fn restore(&self, id: &Uuid, out: &Path) -> Result<Point, BackupError> {
+        let p = self.point(id)?;
+        let tmp = out.with_extension("restoring");
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&tmp)
+                .map_err(io(format!("creating {}", tmp.display())))?;
+            f.set_len(p.image_size).map_err(io("sizing the output"))?;
+            for (i, d) in self.digests(&p)?.iter().enumerate() {
+                if *d == ZERO {
+                    continue; // already zero in the sparse file
+                }
+                let data = self.chunks.get(d)?;
+                f.seek(SeekFrom::Start(i as u64 * p.chunk_size as u64))
+                    .and_then(|_| f.write_all(&data))
+                    .map_err(io(format!("writing {}", tmp.display())))?;
+            }
+            f.sync_all().map_err(io("syncing the output"))
+        })();
+        match result {
+            Ok(()) => {
+                fs::rename(&tmp, out).map_err(io(format!("renaming to {}", out.display())))?;
+                Ok(p)
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Re-reads and re-hashes every chunk of the given points (all when `None`).
+    pub fn verify(&self, only: Option<&Uuid>) -> Result<VerifyReport, BackupError> {
+        let mut report = VerifyReport::default();
+        let mut seen: HashMap<Digest, bool> = HashMap::new();
+        let mut bad_chunks = HashSet::new();
+        for p in self
+            .points()?
+            .into_iter()
+            .filter(|p| only.is_none_or(|id| p.id == *id))
+        {
+            report.checked_points += 1;
+            let mut ok = true;
+            let mut check = |d: Digest, repo: &Repo| -> bool {
+                *seen.entry(d).or_insert_with(|| {
+                    let good = repo.chunks.get(&d).is_ok();
+                    if !good {
+                        bad_chunks.insert(hex(&d));
+                    }
+                    good
+                })
+            };
+            for b in &p.blocks {
+                ok &= check(parse_digest(b)?, self);
+            }
+            if ok {
+                for d in self.digests(&p)?.into_iter().filter(|d| *d != ZERO) {
+                    ok &= check(d, self);
+                }
+            }
+            if !ok {
+                report.damaged_points.push(p.id);
+            }
+        }
+        report.checked_chunks = seen.len();
+        report.damaged_chunks = bad_chunks.into_iter().collect();
+        report.damaged_chunks.sort();
+        Ok(report)
+    }
+
+    /// Removes a point. No other point depends on it; its chunks go at the next gc.
+    pub fn delete(&self, id: &Uuid) -> Result<Point, BackupError> {
+        let p = self.point(id)?;
+        fs::remove_file(self.point_path(&p)).map_err(io("removing the point"))?;
+        Ok(p)
+    }
+
+    /// Mark and sweep: removes chunks no point references, and temporary files, once
+    /// they are older than `safety` (a backup running now may still link to them).
+    /// Returns (files removed, bytes freed).
+    pub fn gc(&self, safety: Duration) -> Result<(u64, u64), BackupError> {
+        let mut live = HashSet::new();
+        for p in self.points()? {
+            for b in &p.blocks {
+                live.insert(parse_digest(b)?);
+            }
+            live.extend(self.digests(&p)?);
+        }
+        let cutoff = SystemTime::now() - safety;
+        let (mut removed, mut freed) = (0u64, 0u64);
+        let (chunks, temps) = self.chunks.list()?;
+        let dead = chunks
+            .into_iter()
+            .filter(|(d, mtime, _)| !live.contains(d) && *mtime < cutoff)
+            .map(|(_, _, p)| p);
+        let stale = temps
+            .into_iter()
+            .filter(|(m, _)| *m < cutoff)
+            .map(|(_, p)| p);
+        for path in dead.chain(stale) {
+            let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(&path).map_err(io(format!("removing {}", path.display())))?;
+            removed += 1;
+            freed += len;
+        }
+        Ok((removed, freed))
+    }
+}
+
+/// Fills `buf` unless the file ends first; returns how much was read.
+fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, data: &[u8]) {
+        fs::write(path, data).unwrap();
+    }
+
+    #[test]
+    fn incremental_points_store_only_changes_and_each_restores_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::open(&dir.path().join("repo")).unwrap();
+        let img = dir.path().join("disk.img");
+        let mut data = vec![0u8; 4 << 20];
+        for (i, b) in data.iter_mut().enumerate().skip(1 << 20).take(1 << 20) {
+            *b = (i % 251) as u8;
+        }
+        write(&img, &data);
+        let first = repo.backup(&img, "vm-1", None).unwrap();
+        assert_eq!(first.point.increment, 0);
+        assert_eq!(first.chunks, 64);
+        assert_eq!(first.zero_chunks, 48);
+        data[3 << 20] = 7; // one chunk changes
+        write(&img, &data);
+        let second = repo.backup(&img, "vm-1", None).unwrap();
+        assert_eq!(second.point.increment, 1);
+        assert_eq!(second.new_chunks, 1);
+        assert!(
+            second.point.stored_bytes < 40_000,
+            "{}",
+            second.point.stored_bytes
+        );
+        repo.delete(&first.point.id).unwrap();
+        // Only the baseline's own index block is garbage now (its data chunks are all
+        // shared with the second point: the change turned a zero chunk into data).
+        assert_eq!(repo.gc(Duration::ZERO).unwrap().0, 1);
+        let out = dir.path().join("out.img");
+        repo.restore(&second.point.id, &out).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), data);
+        let report = repo.verify(None).unwrap();
+        assert!(report.damaged_points.is_empty());
+        assert!(matches!(
+            repo.backup(&img, "../x", None),
+            Err(BackupError::Invalid(_))
+        ));
+    }
+}
