@@ -96,6 +96,10 @@ enum RepoCommand {
         /// Bytes per chunk for a new series (power of two, 4 KiB–16 MiB; default 64 KiB).
         #[arg(long)]
         chunk_size: Option<u32>,
+        /// Read only the extents this `qemu-img map --output=json` (of an incremental
+        /// QEMU backup image) marks as changed; the rest comes from the previous point.
+        #[arg(long)]
+        changed_map: Option<PathBuf>,
     },
     /// List the restore points.
     List {
@@ -173,9 +177,19 @@ fn repo_command(command: RepoCommand) -> anyhow::Result<()> {
             image,
             series,
             chunk_size,
+            changed_map,
         } => {
             let started = std::time::Instant::now();
-            let s = Repo::open(&repo)?.backup(&image, &series, chunk_size)?;
+            let r = Repo::open(&repo)?;
+            let s = match changed_map {
+                Some(map) => {
+                    let json = std::fs::read_to_string(&map)
+                        .with_context(|| format!("reading {}", map.display()))?;
+                    let changed = skiff::backup::changed_from_qemu_map(&json)?;
+                    r.backup_changed(&image, &series, &changed)?
+                }
+                None => r.backup(&image, &series, chunk_size)?,
+            };
             eprintln!(
                 "series {} point {}: {} chunks ({} new, {} zero), read {} B, stored {} B, {:.2} s",
                 s.point.series,

@@ -224,3 +224,78 @@ fn a_backup_killed_half_way_leaves_the_repository_clean() {
         "0",
     ]));
 }
+
+#[test]
+fn an_incremental_from_a_qemu_map_reads_only_the_changed_extents() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path().join("repo");
+    let base = dir.path().join("base.raw");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut data = vec![0u8; 16 << 20];
+    rng.fill(&mut data[..8 << 20]);
+    std::fs::write(&base, &data).unwrap();
+    backup(&r, &base);
+    // The shape of a QEMU incremental backup: an overlay on the old disk that holds
+    // exactly the written clusters.
+    let top = dir.path().join("inc.qcow2");
+    let st = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(&base)
+        .arg(&top)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for cmd in [
+        "write -P 0x55 100k 4k",
+        "write -P 0x66 9m 1",
+        "write -z 2m 64k",
+    ] {
+        let st = Command::new("qemu-io")
+            .args(["-f", "qcow2", "-c", cmd])
+            .arg(&top)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cmd}");
+    }
+    let map = Command::new("qemu-img")
+        .args(["map", "--output=json"])
+        .arg(&top)
+        .output()
+        .unwrap();
+    assert!(map.status.success());
+    let map_file = dir.path().join("map.json");
+    std::fs::write(&map_file, &map.stdout).unwrap();
+    let now = dir.path().join("now.raw");
+    let st = Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(&top)
+        .arg(&now)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = repo(&[
+        "backup",
+        "--repo",
+        r.to_str().unwrap(),
+        "--image",
+        now.to_str().unwrap(),
+        "--series",
+        "disk",
+        "--changed-map",
+        map_file.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let point = ok(out).lines().last().unwrap().trim().to_string();
+    // Three writes touch at most five 64 KiB chunks (qcow2 clusters are 64 KiB too).
+    let read: u64 = stderr
+        .split("read ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("read bytes reported");
+    assert!(read <= 5 * 65536, "read {read} bytes: {stderr}");
+    let restored = dir.path().join("restored.raw");
+    ok(restore(&r, &point, &restored));
+    assert!(std::fs::read(&restored).unwrap() == std::fs::read(&now).unwrap());
+}

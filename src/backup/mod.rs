@@ -36,3 +36,40 @@ pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Back
     let what = what.into();
     move |source| BackupError::Io { what, source }
 }
+
+/// The changed byte ranges of an incremental QEMU backup, from
+/// `qemu-img map --output=json` of its output image: the extents allocated in the top
+/// image itself (depth 0), which are exactly the blocks the dirty bitmap recorded.
+pub fn changed_from_qemu_map(json: &str) -> Result<Vec<(u64, u64)>, BackupError> {
+    #[derive(serde::Deserialize)]
+    struct Extent {
+        start: u64,
+        length: u64,
+        depth: u64,
+        #[serde(default)]
+        present: bool,
+    }
+    let extents: Vec<Extent> = serde_json::from_str(json)
+        .map_err(|e| BackupError::Invalid(format!("not qemu-img map JSON: {e}")))?;
+    Ok(extents
+        .into_iter()
+        .filter(|e| e.depth == 0 && e.present)
+        .map(|e| (e.start, e.length))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn qemu_maps_give_the_top_image_extents() {
+        let map = r#"[{"start": 0, "length": 65536, "depth": 1, "present": true, "zero": false, "data": true},
+            {"start": 65536, "length": 131072, "depth": 0, "present": true, "zero": false, "data": true},
+            {"start": 196608, "length": 65536, "depth": 0, "present": true, "zero": true, "data": false},
+            {"start": 262144, "length": 1000, "depth": 1, "present": false, "zero": true, "data": false}]"#;
+        assert_eq!(
+            super::changed_from_qemu_map(map).unwrap(),
+            vec![(65536, 131072), (196608, 65536)]
+        );
+        assert!(super::changed_from_qemu_map("nope").is_err());
+    }
+}
