@@ -27,6 +27,9 @@ impl Reconcile for VmReconciler {
         };
         let e = |e: StoreError| e.to_string();
         let mut drift = Vec::new();
+        // Records first, jobs second: a status set just before its job was submitted
+        // then finds that job live.
+        let vms = s.vms.all().map_err(e)?;
         let live: HashSet<String> = s
             .jobs
             .list()
@@ -35,21 +38,21 @@ impl Reconcile for VmReconciler {
             .filter(|j| !j.status.is_final())
             .map(|j| j.target)
             .collect();
-        let vms = s.vms.all().map_err(e)?;
         for vm in &vms {
             if live.contains(&format!("vm/{}", vm.id)) {
                 continue;
             }
             let name = vm.domain_name();
+            let state = hv.state(&name).map_err(|e| e.to_string())?;
+            // A transitional status with no job: a create that never got its job is
+            // redone; anything else is settled from what the host shows.
             let job = if vm.deleting {
                 Some("vm.delete")
             } else {
-                match vm.status {
-                    VmStatus::Initiating | VmStatus::Provisioning | VmStatus::Booting => {
-                        Some("vm.create")
-                    }
-                    VmStatus::Finalizing => Some("vm.stop"),
-                    VmStatus::Active | VmStatus::Passive | VmStatus::Failure => None,
+                match (vm.status, state) {
+                    (VmStatus::Initiating, _) => Some("vm.create"),
+                    (VmStatus::Provisioning | VmStatus::Booting, None) => Some("vm.create"),
+                    _ => None,
                 }
             };
             if let Some(kind) = job {
@@ -69,13 +72,17 @@ impl Reconcile for VmReconciler {
                 ));
                 continue;
             }
-            let state = hv.state(&name).map_err(|e| e.to_string())?;
-            let seen = match (vm.status, state) {
-                (
-                    VmStatus::Active,
-                    Some(PowerState::ShutOff) | Some(PowerState::Crashed) | None,
-                ) => Some(VmStatus::Passive),
-                (VmStatus::Passive, Some(PowerState::Running)) => Some(VmStatus::Active),
+            let running = state == Some(PowerState::Running);
+            let seen = match vm.status {
+                VmStatus::Active if !running => Some(VmStatus::Passive),
+                VmStatus::Passive if running => Some(VmStatus::Active),
+                VmStatus::Provisioning | VmStatus::Booting | VmStatus::Finalizing => {
+                    Some(if running {
+                        VmStatus::Active
+                    } else {
+                        VmStatus::Passive
+                    })
+                }
                 _ => None,
             };
             if let Some(st) = seen {

@@ -454,9 +454,13 @@ impl Services {
                 vm.status.as_str()
             )));
         }
-        // The job sets the transitional status as it starts; setting it here as well
-        // could overwrite the job's own, later status.
-        self.submit_vm_job(&vm, kind)?;
+        // The transitional status shows at once, so a second action sent meanwhile is
+        // refused instead of queued behind this one.
+        let next = match action {
+            PowerAction::Stop => VmStatus::Finalizing,
+            _ => VmStatus::Booting,
+        };
+        self.busy_job(&vm, next, kind)?;
         Ok(vm)
     }
 
@@ -483,7 +487,10 @@ impl Services {
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
 
-    /// Marks the VM busy (the status the job starts from) and queues `kind`.
+    /// Shows `status` at once, then queues `kind`. The job cannot start before it is
+    /// submitted, so this never overwrites the job's own status; a crash in between
+    /// leaves a transitional status without a job, which the reconciler settles from
+    /// the host's state.
     fn busy_job(&self, vm: &Vm, status: VmStatus, kind: &str) -> Result<(), ServiceError> {
         self.inner
             .vms
