@@ -86,6 +86,27 @@ impl VmHost {
         self.vm_root.join(id.to_string())
     }
 
+    fn console_log(&self, id: &Uuid) -> PathBuf {
+        self.dir(id).join("console.log")
+    }
+
+    /// Where the console log ends now: boot markers count only after this.
+    fn log_offset(&self, id: &Uuid) -> u64 {
+        std::fs::metadata(self.console_log(id))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    /// Whether a boot marker appeared in the console log after `offset`.
+    fn booted_since(&self, id: &Uuid, offset: u64) -> bool {
+        read_from(&self.console_log(id), offset).is_some_and(|text| {
+            self.cfg
+                .ready_markers
+                .iter()
+                .any(|m| text.contains(m.as_str()))
+        })
+    }
+
     fn load(&self, id: &Uuid) -> Result<Vm, String> {
         self.vms
             .get(&uuid_key(id))
@@ -122,7 +143,7 @@ impl VmHost {
                     tap: n.tap.clone(),
                 })
                 .collect(),
-            serial_log: dir.join("console.log"),
+            serial_log: self.console_log(&vm.id),
             accel: self.hv.accel(),
         }
     }
@@ -235,8 +256,7 @@ impl VmHost {
     /// a resumed job does not boot the guest twice.
     fn boot(&self, vm: &Vm, reset: bool) -> Result<(), String> {
         self.set_status(&vm.id, VmStatus::Booting)?;
-        let log = self.dir(&vm.id).join("console.log");
-        let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let offset = self.log_offset(&vm.id);
         let name = vm.domain_name();
         let running = self.hv.state(&name).map_err(|e| e.to_string())? == Some(PowerState::Running);
         match (running, reset) {
@@ -246,22 +266,16 @@ impl VmHost {
             (true, false) => return self.set_status(&vm.id, VmStatus::Active),
         }
         .map_err(|e| e.to_string())?;
-        self.wait_ready(&name, &log, offset)?;
+        self.wait_ready(vm, offset)?;
         self.set_status(&vm.id, VmStatus::Active)
     }
 
-    fn wait_ready(&self, name: &str, log: &Path, offset: u64) -> Result<(), String> {
+    fn wait_ready(&self, vm: &Vm, offset: u64) -> Result<(), String> {
+        let name = &vm.domain_name();
         let until = Instant::now() + Duration::from_secs(self.cfg.boot_timeout_secs);
         loop {
-            if let Some(text) = read_from(log, offset) {
-                if self
-                    .cfg
-                    .ready_markers
-                    .iter()
-                    .any(|m| text.contains(m.as_str()))
-                {
-                    return Ok(());
-                }
+            if self.booted_since(&vm.id, offset) {
+                return Ok(());
             }
             match self.hv.state(name).map_err(|e| e.to_string())? {
                 Some(PowerState::Running) | Some(PowerState::Other) | Some(PowerState::Paused) => {}
@@ -314,20 +328,12 @@ impl VmHost {
         }
         // Ask first; a guest that does not come back up in time is reset.
         self.set_status(id, VmStatus::Booting)?;
-        let log = self.dir(id).join("console.log");
-        let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let offset = self.log_offset(id);
         self.hv.reboot(&name, false).map_err(|e| e.to_string())?;
         let until = Instant::now() + Duration::from_secs(self.cfg.stop_timeout_secs);
         while Instant::now() < until {
-            if let Some(text) = read_from(&log, offset) {
-                if self
-                    .cfg
-                    .ready_markers
-                    .iter()
-                    .any(|m| text.contains(m.as_str()))
-                {
-                    return self.set_status(id, VmStatus::Active);
-                }
+            if self.booted_since(id, offset) {
+                return self.set_status(id, VmStatus::Active);
             }
             std::thread::sleep(Duration::from_millis(250));
         }
