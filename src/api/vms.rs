@@ -40,8 +40,7 @@ fn dto(v: model::Vm) -> types::VM {
     }
 }
 
-fn tags(mut list: Vec<model::VmTag>) -> Vec<VMTag> {
-    list.sort_by_key(|t| (t.priority, t.created_at, t.id));
+fn tags(list: Vec<model::VmTag>) -> Vec<VMTag> {
     list.into_iter()
         .map(|t| VMTag {
             id: t.id.to_string(),

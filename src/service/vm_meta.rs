@@ -28,11 +28,6 @@ fn check_scope(scope: &str) -> Result<(), ServiceError> {
 }
 
 impl Services {
-    fn sorted(mut tags: Vec<VmTag>) -> Vec<VmTag> {
-        tags.sort_by_key(|t| (t.priority, t.created_at, t.id));
-        tags
-    }
-
     fn edit_tags(
         &self,
         vm: &Vm,
@@ -43,11 +38,13 @@ impl Services {
             .vms
             .update::<ServiceError>(&uuid_key(&vm.id), |v| {
                 f(&mut v.tags)?;
+                // Kept in display order, so readers never sort.
+                v.tags.sort_by_key(|t| (t.priority, t.created_at, t.id));
                 v.updated_at = now();
                 Ok(())
             })?
             .ok_or(ServiceError::NotFound { kind: "VM" })?;
-        Ok(Self::sorted(vm.tags))
+        Ok(vm.tags)
     }
 
     pub fn add_vm_tag(

@@ -542,14 +542,21 @@ impl Services {
                 plan.id, plan.ssd_gib, vm.storage_gib
             )));
         }
+        self.reconfigure(&vm, |v| {
+            v.pricing_id = plan.id;
+            v.vcpus = plan.vcpu;
+            v.ram_gib = plan.memory_gib;
+            v.storage_gib = v.storage_gib.max(plan.ssd_gib);
+        })
+    }
+
+    /// Records new sizes of a stopped VM and queues the job that applies them.
+    fn reconfigure(&self, vm: &Vm, change: impl Fn(&mut Vm)) -> Result<Vm, ServiceError> {
         let vm = self
             .inner
             .vms
             .update::<ServiceError>(&uuid_key(&vm.id), |v| {
-                v.pricing_id = plan.id;
-                v.vcpus = plan.vcpu;
-                v.ram_gib = plan.memory_gib;
-                v.storage_gib = v.storage_gib.max(plan.ssd_gib);
+                change(v);
                 v.updated_at = now();
                 Ok(())
             })?
@@ -578,17 +585,7 @@ impl Services {
             return Err(invalid("new_size must be at most 10000 GB"));
         }
         Self::require_stopped(&vm, "resizing its disk")?;
-        let vm = self
-            .inner
-            .vms
-            .update::<ServiceError>(&uuid_key(&vm.id), |v| {
-                v.storage_gib = new_size;
-                v.updated_at = now();
-                Ok(())
-            })?
-            .ok_or(ServiceError::NotFound { kind: "VM" })?;
-        self.busy_job(&vm, VmStatus::Provisioning, "vm.reconfigure")?;
-        Ok(vm)
+        self.reconfigure(&vm, |v| v.storage_gib = new_size)
     }
 
     /// A new generated root password. Returns it (shown once: there is no mail on a
