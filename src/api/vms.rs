@@ -591,29 +591,25 @@ pub async fn delete_bulk(
     ProjectHeader(project): ProjectHeader,
     body: web::Json<DeleteVMsBulkRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    if project.is_none() {
-        return Err(crate::service::ServiceError::ProjectRequired.into());
-    }
-    if body.ids.is_empty() || body.ids.len() > 50 {
-        return Err(ApiError::bad_request("ids must hold 1 to 50 VM ids"));
-    }
-    let mut results = Vec::new();
-    for id in &body.ids {
-        match state.services.delete_vm(&who, project.as_deref(), id) {
-            Ok(vm) => results.push(BulkDeleteVMItemResult {
-                id: *id,
+    let results: Vec<BulkDeleteVMItemResult> = state
+        .services
+        .delete_vms(&who, project.as_deref(), &body.ids)?
+        .into_iter()
+        .map(|(id, r)| match r {
+            Ok(vm) => BulkDeleteVMItemResult {
+                id,
                 success: true,
                 message: format!("VM {} is being deleted", vm.name),
                 error: None,
-            }),
-            Err(e) => results.push(BulkDeleteVMItemResult {
-                id: *id,
+            },
+            Err(e) => BulkDeleteVMItemResult {
+                id,
                 success: false,
                 message: "not deleted".into(),
                 error: Some(e.to_string()),
-            }),
-        }
-    }
+            },
+        })
+        .collect();
     let ok = results.iter().filter(|r| r.success).count();
     Ok(HttpResponse::Ok().json(BulkDeleteVMsResult {
         success: ok > 0,

@@ -427,6 +427,27 @@ impl Services {
         Ok(vm)
     }
 
+    /// Deletes each VM on its own; one failing does not stop the others. The rules
+    /// (header required, 1 to 50 ids) are checked before anything is deleted.
+    #[allow(clippy::type_complexity)]
+    pub fn delete_vms(
+        &self,
+        who: &Principal,
+        header: Option<&str>,
+        ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, Result<Vm, ServiceError>)>, ServiceError> {
+        if header.is_none() {
+            return Err(ServiceError::ProjectRequired);
+        }
+        if ids.is_empty() || ids.len() > 50 {
+            return Err(invalid("ids must hold 1 to 50 VM ids"));
+        }
+        Ok(ids
+            .iter()
+            .map(|id| (*id, self.delete_vm(who, header, id)))
+            .collect())
+    }
+
     pub fn power_vm(
         &self,
         who: &Principal,
