@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use super::error::ApiError;
 use super::extract::Caller;
 use super::types::*;
-use crate::service::authz::PERMISSIONS;
+use super::AppState;
 
 #[utoipa::path(
     get, path = "/api/v1/permissions", tag = "Permissions", operation_id = "listPermissions",
@@ -16,14 +16,15 @@ use crate::service::authz::PERMISSIONS;
         (status = 401, description = "Authentication required", body = Error),
     )
 )]
-pub async fn list(_who: Caller, q: web::Query<ScopeQuery>) -> Result<HttpResponse, ApiError> {
-    let scope = q.scope.as_deref();
-    if scope.is_some_and(|s| s != "account" && s != "project") {
-        return Err(ApiError::bad_request("scope must be account or project"));
-    }
-    let data = PERMISSIONS
-        .iter()
-        .filter(|p| scope.is_none_or(|s| p.scope.as_str() == s))
+pub async fn list(
+    state: web::Data<AppState>,
+    _who: Caller,
+    q: web::Query<ScopeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let data = state
+        .services
+        .list_permissions(q.scope.as_deref())?
+        .into_iter()
         .map(|p| Permission {
             name: p.name.into(),
             description: p.description.into(),

@@ -5,7 +5,8 @@ use actix_web::{web, HttpResponse};
 use super::error::ApiError;
 use super::extract::{page, path_uuid, Caller};
 use super::types::*;
-use crate::service::authz::{SystemRole, PERMISSIONS, SYSTEM_ROLES};
+use super::AppState;
+use crate::service::authz::{SystemRole, PERMISSIONS};
 
 fn dto(r: &SystemRole) -> Role {
     Role {
@@ -33,23 +34,16 @@ fn dto(r: &SystemRole) -> Role {
         (status = 403, description = "The key's role may not list roles", body = Error),
     )
 )]
-pub async fn list(Caller(who): Caller, q: web::Query<RoleQuery>) -> Result<HttpResponse, ApiError> {
-    who.require("account.roles.view")?;
+pub async fn list(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    q: web::Query<RoleQuery>,
+) -> Result<HttpResponse, ApiError> {
     let page = page(q.limit.as_deref(), q.offset.as_deref(), 50)?;
-    let scope = q.scope.as_deref();
-    if scope.is_some_and(|s| s != "account" && s != "project") {
-        return Err(ApiError::bad_request("scope must be account or project"));
-    }
-    let data = SYSTEM_ROLES
-        .iter()
-        .filter(|r| scope.is_none_or(|s| r.scope.as_str() == s))
-        .skip(page.offset)
-        .take(page.limit)
-        .map(dto)
-        .collect();
+    let roles = state.services.list_roles(&who, q.scope.as_deref(), page)?;
     Ok(HttpResponse::Ok().json(RoleList {
         success: true,
-        data,
+        data: roles.into_iter().map(dto).collect(),
     }))
 }
 
@@ -63,13 +57,14 @@ pub async fn list(Caller(who): Caller, q: web::Query<RoleQuery>) -> Result<HttpR
         (status = 404, description = "Resource not found", body = Error),
     )
 )]
-pub async fn get(Caller(who): Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    who.require("account.roles.view")?;
+pub async fn get(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&id, "role")?;
-    let r = SystemRole::by_id(&id)
-        .ok_or_else(|| ApiError::new(actix_web::http::StatusCode::NOT_FOUND, "role not found"))?;
     Ok(HttpResponse::Ok().json(RoleResponse {
         success: true,
-        data: dto(r),
+        data: dto(state.services.get_role(&who, &id)?),
     }))
 }

@@ -7,6 +7,7 @@ pub mod catalog;
 mod init;
 mod jobs;
 mod projects;
+mod roles;
 mod ssh_keys;
 pub mod sshkey;
 mod templates;
