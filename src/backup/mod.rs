@@ -5,9 +5,11 @@
 
 mod chunk;
 mod repo;
+mod source;
 
 pub use chunk::{ChunkStore, Digest, ZERO};
 pub use repo::{BackupStats, Point, Repo, VerifyReport};
+pub use source::{QemuIncrement, RawImage, Source};
 
 /// Errors of the backup engine.
 #[derive(Debug, thiserror::Error)]

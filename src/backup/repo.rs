@@ -8,15 +8,17 @@
 //! ```
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs::{self, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::chunk::{hex, write_atomic, ChunkStore, Digest, ZERO};
+use super::source::{RawImage, Source};
 use super::{io, BackupError};
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -213,7 +215,7 @@ impl Repo {
         series: &str,
         chunk_size: Option<u32>,
     ) -> Result<BackupStats, BackupError> {
-        self.backup_with(image, series, chunk_size, None)
+        self.backup_from(&RawImage::open(image)?, series, chunk_size, &|_, _| {})
     }
 
     /// Like [`Repo::backup`], but reads only the chunks that overlap `changed` byte
@@ -226,17 +228,23 @@ impl Repo {
         series: &str,
         changed: &[(u64, u64)],
     ) -> Result<BackupStats, BackupError> {
-        self.backup_with(image, series, None, Some(changed))
+        let src = RawImage::open(image)?.with_changed(changed.to_vec());
+        self.backup_from(&src, series, None, &|_, _| {})
     }
 
-    fn backup_with(
+    /// Backs up `src` as the next point of `series`. When the source names its changed
+    /// ranges, only the chunks they touch are read and the rest is the previous
+    /// point's. Chunks are hashed, compressed and written on every core; `progress`
+    /// hears (chunks done, chunks to do).
+    pub fn backup_from(
         &self,
-        image: &Path,
+        src: &dyn Source,
         series: &str,
         chunk_size: Option<u32>,
-        changed: Option<&[(u64, u64)]>,
+        progress: &(dyn Fn(u64, u64) + Sync),
     ) -> Result<BackupStats, BackupError> {
         check_series(series)?;
+        self.recover()?;
         let cs = self.chunk_size(series, chunk_size)? as usize;
         let previous = self
             .points()?
@@ -244,73 +252,50 @@ impl Repo {
             .filter(|p| p.series == series)
             .max_by_key(|p| p.increment);
         let increment = previous.as_ref().map(|p| p.increment + 1).unwrap_or(0);
-        let mut f = File::open(image).map_err(io(format!("opening {}", image.display())))?;
-        let size = f.metadata().map_err(io("reading the image size"))?.len();
+        let size = src.size();
         let n_chunks = size.div_ceil(cs as u64) as usize;
         // Which chunks to read: all, or those the changed ranges touch.
-        let (mut digests, dirty): (Vec<Digest>, Option<HashSet<usize>>) = match changed {
-            None => (Vec::with_capacity(n_chunks), None),
+        let (mut digests, todo): (Vec<Digest>, Vec<usize>) = match src.changed() {
+            None => (vec![ZERO; n_chunks], (0..n_chunks).collect()),
             Some(ranges) => {
                 let prev = previous.as_ref().ok_or_else(|| {
                     BackupError::Invalid(
                         "an incremental backup needs a previous point in the series".into(),
                     )
                 })?;
-                if prev.image_size != size {
+                if prev.image_size != size || prev.chunk_size as usize != cs {
                     return Err(BackupError::Invalid(
                         "the image changed size since the previous point: take a full backup"
                             .into(),
                     ));
                 }
-                let mut set = HashSet::new();
+                let mut set = std::collections::BTreeSet::new();
                 for &(start, len) in ranges.iter().filter(|r| r.1 > 0) {
                     let first = (start / cs as u64) as usize;
                     let last = ((start + len - 1) / cs as u64) as usize;
                     set.extend(first..=last.min(n_chunks.saturating_sub(1)));
                 }
-                (self.digests(prev)?, Some(set))
+                (self.digests(prev)?, set.into_iter().collect())
             }
         };
-        let mut buf = vec![0u8; cs];
-        let (mut stored, mut read, mut new_chunks, mut zero_chunks) = (0u64, 0u64, 0u64, 0u64);
-        for i in 0..n_chunks {
-            if let Some(set) = &dirty {
-                if !set.contains(&i) {
-                    if digests[i] == ZERO {
-                        zero_chunks += 1;
-                    }
-                    continue;
-                }
-                f.seek(SeekFrom::Start(i as u64 * cs as u64))
-                    .map_err(io(format!("seeking {}", image.display())))?;
-            }
-            let n =
-                read_full(&mut f, &mut buf).map_err(io(format!("reading {}", image.display())))?;
-            read += n as u64;
-            let data = &buf[..n];
-            let d = if data.iter().all(|b| *b == 0) {
-                zero_chunks += 1;
-                ZERO
-            } else {
-                let (d, added) = self.chunks.put(data)?;
-                if added > 0 {
-                    new_chunks += 1;
-                }
-                stored += added;
-                d
-            };
-            match dirty {
-                Some(_) => digests[i] = d,
-                None => digests.push(d),
-            }
+        let marker = self.begin_write()?;
+        // On failure the marker stays: the next writer checks the chunks written so
+        // far (nothing names them; gc frees them).
+        let (found, read, stored, new_chunks) = self.store_chunks(src, cs, &todo, progress)?;
+        for (i, d) in found {
+            digests[i] = d;
         }
+        let zero_chunks = digests.iter().filter(|d| **d == ZERO).count() as u64;
         let mut blocks = Vec::new();
+        let mut stored = stored;
         for block in digests.chunks(BLOCK_ENTRIES) {
             let bytes: Vec<u8> = block.iter().flat_map(|d| d.iter().copied()).collect();
             let (d, added) = self.chunks.put(&bytes)?;
             stored += added;
             blocks.push(hex(&d));
         }
+        // Everything the point names is durable before the point exists.
+        self.chunks.sync()?;
         let point = Point {
             format: FORMAT_VERSION,
             id: Uuid::new_v4(),
@@ -326,12 +311,157 @@ impl Repo {
         let bytes =
             serde_json::to_vec_pretty(&point).map_err(|e| BackupError::Format(e.to_string()))?;
         write_atomic(&self.point_path(&point), &bytes)?;
+        self.end_write(&marker);
         Ok(BackupStats {
             chunks: digests.len() as u64,
             new_chunks,
             zero_chunks,
             point,
         })
+    }
+
+    /// Reads, hashes and stores the chunks `todo` on all cores. Returns their digests
+    /// and (bytes read, bytes stored, chunks new to the store).
+    #[allow(clippy::type_complexity)]
+    fn store_chunks(
+        &self,
+        src: &dyn Source,
+        cs: usize,
+        todo: &[usize],
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<(Vec<(usize, Digest)>, u64, u64, u64), BackupError> {
+        const BATCH: usize = 16;
+        let next = AtomicUsize::new(0);
+        let done = AtomicU64::new(0);
+        let failed = AtomicBool::new(false);
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8);
+        let total = todo.len() as u64;
+        let results: Vec<Result<(Vec<(usize, Digest)>, u64, u64, u64), BackupError>> =
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..workers)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let (mut out, mut read, mut stored, mut new) = (Vec::new(), 0, 0, 0);
+                            let mut buf = vec![0u8; cs];
+                            let zeros = vec![0u8; cs];
+                            loop {
+                                let k = next.fetch_add(BATCH, Ordering::Relaxed);
+                                if k >= todo.len() || failed.load(Ordering::Relaxed) {
+                                    break;
+                                }
+                                let batch = &todo[k..(k + BATCH).min(todo.len())];
+                                for &i in batch {
+                                    let n = src
+                                        .read_at(i as u64 * cs as u64, &mut buf)
+                                        .inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
+                                    read += n as u64;
+                                    let data = &buf[..n];
+                                    if data == &zeros[..n] {
+                                        out.push((i, ZERO));
+                                        continue;
+                                    }
+                                    let d: Digest = *blake3::hash(data).as_bytes();
+                                    let (d, added) = self
+                                        .chunks
+                                        .put_hashed(d, data)
+                                        .inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
+                                    if added > 0 {
+                                        new += 1;
+                                    }
+                                    stored += added;
+                                    out.push((i, d));
+                                }
+                                let now = done.fetch_add(batch.len() as u64, Ordering::Relaxed)
+                                    + batch.len() as u64;
+                                progress(now, total);
+                            }
+                            Ok((out, read, stored, new))
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(BackupError::Invalid("a backup worker panicked".into()))
+                        })
+                    })
+                    .collect()
+            });
+        let (mut all, mut read, mut stored, mut new) = (Vec::with_capacity(todo.len()), 0, 0, 0);
+        for r in results {
+            let (out, r_, s_, n_) = r?;
+            all.extend(out);
+            read += r_;
+            stored += s_;
+            new += n_;
+        }
+        Ok((all, read, stored, new))
+    }
+
+    fn dirty_dir(&self) -> PathBuf {
+        self.root.join("dirty")
+    }
+
+    /// Leaves a marker saying "this process writes unsynced chunks": if it dies before
+    /// its sync, the next writer checks every chunk written since.
+    fn begin_write(&self) -> Result<PathBuf, BackupError> {
+        let dir = self.dirty_dir();
+        fs::create_dir_all(&dir).map_err(io("creating the dirty-marker directory"))?;
+        let marker = dir.join(format!("{}-{}", std::process::id(), Uuid::new_v4()));
+        write_atomic(&marker, boot_id().as_bytes())?;
+        Ok(marker)
+    }
+
+    fn end_write(&self, marker: &Path) {
+        let _ = fs::remove_file(marker);
+    }
+
+    /// Checks what a dead writer may have left unsynced: each chunk written since its
+    /// marker is re-hashed and removed when damaged (a later backup writes it again).
+    /// A marker belongs to a dead writer when its boot differs or its process is gone.
+    pub fn recover(&self) -> Result<usize, BackupError> {
+        let Ok(entries) = fs::read_dir(self.dirty_dir()) else {
+            return Ok(0);
+        };
+        let this_boot = boot_id();
+        let mut stale = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some((pid, _)) = name.split_once('-') else {
+                continue; // a marker's temporary file
+            };
+            let boot = fs::read_to_string(e.path()).unwrap_or_default();
+            let alive = boot == this_boot && Path::new("/proc").join(pid).exists();
+            if !alive {
+                let mtime = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .map_err(io("reading a marker's time"))?;
+                stale.push((mtime, e.path()));
+            }
+        }
+        let Some(since) = stale.iter().map(|(m, _)| *m).min() else {
+            return Ok(0);
+        };
+        let since = since - Duration::from_secs(2); // coarse file-system clocks
+        let mut removed = 0;
+        let (chunks, _) = self.chunks.list()?;
+        for (d, _, _) in chunks.into_iter().filter(|c| c.1 >= since) {
+            if matches!(self.chunks.get(&d), Err(BackupError::Damaged { .. })) {
+                tracing::warn!(chunk = %hex(&d), "removing a chunk a crash left damaged");
+                self.chunks.remove(&d)?;
+                removed += 1;
+            }
+        }
+        self.chunks.sync()?;
+        for (_, p) in stale {
+            let _ = fs::remove_file(p);
+        }
+        Ok(removed)
     }
 
     /// The point's chunk digests, in image order.
@@ -468,16 +598,11 @@ impl Repo {
     }
 }
 
-/// Fills `buf` unless the file ends first; returns how much was read.
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
+/// This boot's id: a marker from another boot means the machine went down with it.
+fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -566,5 +691,33 @@ mod tests {
             repo.backup_changed(&img, "s", &[(0, 1)]).is_err(),
             "size changed"
         );
+    }
+
+    #[test]
+    fn a_dead_writers_damaged_chunks_are_found_and_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let repo = Repo::open(&root).unwrap();
+        let img = dir.path().join("disk.img");
+        let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 241) as u8).collect();
+        write(&img, &data);
+        // A writer that died before its sync: its marker stays, from another boot.
+        let marker = repo.begin_write().unwrap();
+        write(&marker, b"another-boot");
+        let (d, _) = repo.chunks.put(&data[..65536]).unwrap();
+        // The crash left the chunk file torn.
+        write(&repo.chunks.path_of(&d), b"SKC1");
+        assert_eq!(repo.recover().unwrap(), 1);
+        assert!(!marker.exists());
+        // A marker of a live writer (this process, this boot) is left alone.
+        let live = repo.begin_write().unwrap();
+        assert_eq!(repo.recover().unwrap(), 0);
+        assert!(live.exists());
+        repo.end_write(&live);
+        let p = repo.backup(&img, "s", None).unwrap();
+        let out = dir.path().join("out.img");
+        repo.restore(&p.point.id, &out).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), data);
+        assert!(fs::read_dir(root.join("dirty")).unwrap().next().is_none());
     }
 }
