@@ -13,7 +13,7 @@ use crate::compute::{Accel, Hypervisor, Libvirt};
 use crate::config::Config;
 use crate::jobs::Reconciler;
 use crate::network::{bridge, Cidr};
-use crate::service::{InitReport, ServiceError, Services, VmReconciler};
+use crate::service::{BackupScheduler, InitReport, ServiceError, Services, VmReconciler};
 use crate::store::{Store, StoreError};
 
 /// Errors of starting the appliance.
@@ -117,6 +117,9 @@ pub async fn serve(cfg: Config, on_first_start: impl FnOnce(&InitReport)) -> Res
     let reconciler = Reconciler::new(vec![Arc::new(VmReconciler(services.clone()))]);
     reconciler.run_once();
     reconciler.start(Duration::from_secs(cfg.reconcile_interval_secs));
+    Reconciler::new(vec![Arc::new(BackupScheduler(services.clone()))]).start(Duration::from_secs(
+        cfg.backup.schedule_interval_secs.max(1),
+    ));
     services.jobs().start();
 
     let listener = TcpListener::bind(cfg.listen).map_err(|source| AppError::Listen {

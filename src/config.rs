@@ -51,6 +51,41 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub compute: ComputeConfig,
     pub network: NetworkConfig,
+    pub backup: BackupConfig,
+}
+
+/// Where VM backups are kept and how often the scheduler looks for due schedules.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// The backup repository; empty means `<data_dir>/backups`. Put it on another disk
+    /// so a lost data disk does not take its backups with it.
+    pub dir: PathBuf,
+    /// Unreferenced chunks younger than this survive garbage collection.
+    pub gc_safety_secs: u64,
+    /// Seconds between scheduler passes over the backup schedules.
+    pub schedule_interval_secs: u64,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            dir: PathBuf::new(),
+            gc_safety_secs: 3600,
+            schedule_interval_secs: 30,
+        }
+    }
+}
+
+impl Config {
+    /// The backup repository's directory.
+    pub fn backup_dir(&self) -> PathBuf {
+        if self.backup.dir.as_os_str().is_empty() {
+            self.data_dir.join("backups")
+        } else {
+            self.backup.dir.clone()
+        }
+    }
 }
 
 /// Where and how guests run.
@@ -145,6 +180,7 @@ impl Default for Config {
             catalog: CatalogConfig::default(),
             compute: ComputeConfig::default(),
             network: NetworkConfig::default(),
+            backup: BackupConfig::default(),
         }
     }
 }

@@ -49,10 +49,25 @@ enum Command {
         #[command(subcommand)]
         command: RepoCommand,
     },
+    /// VM backups in this appliance's repository (works while `serve` runs).
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// Print the effective configuration.
     Config,
     /// Print the OpenAPI document this build serves.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Re-hash every chunk of one backup (or all); exits non-zero naming the damaged
+    /// ones. Read-only: the API's verify job also moves damaged chunks aside.
+    Verify {
+        /// Backup id (as the API shows it); every backup when omitted.
+        id: Option<uuid::Uuid>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -169,6 +184,32 @@ fn print_report(r: &InitReport, json: bool) {
     }
 }
 
+/// Verifies a repository (or one point of it) and fails when anything is damaged.
+fn verify(repo: &std::path::Path, point: Option<&uuid::Uuid>) -> anyhow::Result<()> {
+    let r = skiff::backup::Repo::open(repo)?.verify(point)?;
+    for id in &r.damaged_points {
+        println!("damaged point {id}");
+    }
+    for c in &r.damaged_chunks {
+        println!("damaged chunk {c}");
+    }
+    eprintln!(
+        "{} points, {} chunks checked",
+        r.checked_points, r.checked_chunks
+    );
+    if point.is_some() && r.checked_points == 0 {
+        anyhow::bail!(
+            "no backup {} in {}",
+            point.map(|p| p.to_string()).unwrap_or_default(),
+            repo.display()
+        );
+    }
+    if !r.damaged_points.is_empty() {
+        anyhow::bail!("{} damaged points", r.damaged_points.len());
+    }
+    Ok(())
+}
+
 fn repo_command(command: RepoCommand) -> anyhow::Result<()> {
     use skiff::backup::Repo;
     match command {
@@ -220,22 +261,7 @@ fn repo_command(command: RepoCommand) -> anyhow::Result<()> {
                 out.display()
             );
         }
-        RepoCommand::Verify { repo, point } => {
-            let r = Repo::open(&repo)?.verify(point.as_ref())?;
-            for id in &r.damaged_points {
-                println!("damaged point {id}");
-            }
-            for c in &r.damaged_chunks {
-                println!("damaged chunk {c}");
-            }
-            eprintln!(
-                "{} points, {} chunks checked",
-                r.checked_points, r.checked_chunks
-            );
-            if !r.damaged_points.is_empty() {
-                anyhow::bail!("{} damaged points", r.damaged_points.len());
-            }
-        }
+        RepoCommand::Verify { repo, point } => verify(&repo, point.as_ref())?,
         RepoCommand::Delete { repo, point } => {
             Repo::open(&repo)?.delete(&point)?;
         }
@@ -340,6 +366,9 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Repo { command } => repo_command(command)?,
+        Command::Backup {
+            command: BackupCommand::Verify { id },
+        } => verify(&cfg.backup_dir(), id.as_ref())?,
         Command::Config => print!("{}", skiff::config::to_toml(&cfg)),
         Command::Openapi => println!("{}", skiff::api::openapi_json()),
     }

@@ -9,7 +9,7 @@ use super::types::{self, *};
 use super::AppState;
 use crate::model;
 
-fn dto(j: model::Job) -> types::Job {
+pub(super) fn dto(j: model::Job) -> types::Job {
     types::Job {
         id: j.id,
         kind: j.kind,

@@ -3,6 +3,7 @@
 //! shape the answer; rules live in the service layer.
 
 mod api_keys;
+mod backups;
 mod catalog;
 pub mod error;
 mod extract;
@@ -122,6 +123,10 @@ impl utoipa::Modify for BodyResponses {
         vms::resize_disk, vms::reset_password, vms::reinstall, vms::factory_reset, vms::delete_bulk,
         vms::add_tag, vms::update_tag, vms::remove_tag, vms::notes, vms::put_note, vms::patch_note,
         vms::append_note, vms::save_image,
+        backups::list, backups::create, backups::get, backups::delete, backups::delete_chain,
+        backups::restore, backups::reset_chain, backups::verify,
+        backups::list_schedules, backups::create_schedule, backups::get_schedule,
+        backups::update_schedule, backups::delete_schedule,
     ),
     modifiers(&SecurityAddon, &BodyResponses),
     security(("ApiKeyAuth" = [])),
@@ -249,6 +254,35 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             .service(
                 res("/api-keys/{id}/regenerate", "POST")
                     .route(web::post().to(api_keys::regenerate)),
+            )
+            .service(
+                res("/backups", "GET, POST")
+                    .route(web::get().to(backups::list))
+                    .route(web::post().to(backups::create)),
+            )
+            .service(
+                res("/backups/{id}", "GET, DELETE")
+                    .route(web::get().to(backups::get))
+                    .route(web::delete().to(backups::delete)),
+            )
+            .service(
+                res("/backups/{id}/chain", "DELETE").route(web::delete().to(backups::delete_chain)),
+            )
+            .service(res("/backups/{id}/restore", "POST").route(web::post().to(backups::restore)))
+            .service(
+                res("/vms/{id}/backups/reset-chain", "POST")
+                    .route(web::post().to(backups::reset_chain)),
+            )
+            .service(
+                res("/backup-schedules", "GET, POST")
+                    .route(web::get().to(backups::list_schedules))
+                    .route(web::post().to(backups::create_schedule)),
+            )
+            .service(
+                res("/backup-schedules/{id}", "GET, PATCH, DELETE")
+                    .route(web::get().to(backups::get_schedule))
+                    .route(web::patch().to(backups::update_schedule))
+                    .route(web::delete().to(backups::delete_schedule)),
             ),
     )
     .service(
@@ -257,7 +291,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             .service(res("/jobs", "GET").route(web::get().to(jobs::list)))
             .service(res("/jobs/diag", "POST").route(web::post().to(jobs::create_diag)))
             .service(res("/jobs/{id}", "GET").route(web::get().to(jobs::get)))
-            .service(res("/vms/{id}/console", "GET").route(web::get().to(vms::console))),
+            .service(res("/vms/{id}/console", "GET").route(web::get().to(vms::console)))
+            .service(res("/backups/verify", "POST").route(web::post().to(backups::verify))),
     )
     .default_service(web::to(error::not_found));
 }

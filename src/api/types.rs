@@ -720,3 +720,124 @@ pub struct VMImage {
 }
 
 single!(VMImageResponse, VMImage);
+
+// ---------------------------------------------------------------- backups
+
+#[derive(Serialize, ToSchema)]
+pub struct Backup {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub project_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    #[schema(example = "us-east")]
+    pub region: String,
+    /// Source VM UUID.
+    pub product_vm: Uuid,
+    pub name: String,
+    /// What this restore point added to the store, in MB (rounded up).
+    pub storage_size: u64,
+    /// `pending`, `creating`, `ready`, `restoring` or `failed`.
+    pub status: String,
+    pub price_per_hour: String,
+    /// Position in the series: 0 is the baseline; `null` until the point is written.
+    pub increment_id: Option<u64>,
+    /// skiff: `full` (whole disk read) or `incremental` (dirty bitmap), once done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// skiff: why the backup (or its last restore) failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+single!(BackupResponse, Backup);
+paged!(BackupList, Backup);
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateBackupRequest {
+    /// Source VM UUID.
+    pub vm_id: Uuid,
+    /// Display name; a timestamped one when omitted.
+    #[schema(max_length = 128)]
+    pub name: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct BackupQuery {
+    /// Only this VM's.
+    #[param(value_type = Option<Uuid>)]
+    pub vm_id: Option<String>,
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<String>,
+    #[param(value_type = Option<i64>)]
+    pub offset: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BackupSchedule {
+    pub id: u64,
+    pub account_id: Uuid,
+    pub project_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    #[schema(example = "us-east")]
+    pub region: String,
+    pub product_vm: Uuid,
+    pub name: String,
+    /// `daily` or `weekly`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// e.g. `Daily at 8am`, `Saturday 8am` (UTC).
+    pub runtime: String,
+    pub keep_count: u32,
+    pub price_per_hour: String,
+    /// MB the schedule's retained backups hold.
+    pub size: String,
+    pub enabled: bool,
+    pub consecutive_failures: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_run_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_run_status: Option<String>,
+    pub next_run_at: chrono::DateTime<chrono::Utc>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+single!(BackupScheduleResponse, BackupSchedule);
+paged!(BackupScheduleList, BackupSchedule);
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateBackupScheduleRequest {
+    pub vm_id: Uuid,
+    /// `daily` or `weekly`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Time of day, UTC (`8am`, `13:00`).
+    #[schema(example = "8am")]
+    pub time: String,
+    /// `Monday` … `Sunday`; required for weekly.
+    pub day_of_week: Option<String>,
+    /// Backups kept before the oldest is pruned (1–100).
+    #[schema(minimum = 1, maximum = 100)]
+    pub keep_count: i64,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateBackupScheduleRequest {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    #[schema(example = "8am")]
+    pub time: Option<String>,
+    pub day_of_week: Option<String>,
+    #[schema(minimum = 1, maximum = 100)]
+    pub keep_count: Option<i64>,
+    /// Disabled schedules never run.
+    pub enabled: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct VerifyBackupsRequest {
+    /// One backup; the whole repository when omitted (needs account settings rights).
+    pub backup_id: Option<Uuid>,
+}

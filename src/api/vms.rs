@@ -144,6 +144,8 @@ pub async fn create(
             password: b.password,
             extra_storage: b.extra_storage,
             backup_type: b.backup_type,
+            backup_time: b.backup_time,
+            backup_date: b.backup_date,
             tags: b.tags,
             wants_vpc,
             skip_public_ip: b.skip_public_ip,

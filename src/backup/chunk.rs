@@ -96,6 +96,17 @@ impl ChunkStore {
         Ok(())
     }
 
+    /// Renames a damaged chunk to `<digest>.bad`: no longer found, kept for inspection
+    /// until gc.
+    pub fn quarantine(&self, d: &Digest) -> Result<(), BackupError> {
+        let p = self.path(d);
+        match fs::rename(&p, p.with_extension("bad")) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(format!("quarantining chunk {}", hex(d)))(e)),
+        }
+    }
+
     /// Removes a chunk (a damaged one found after a crash).
     pub fn remove(&self, d: &Digest) -> Result<(), BackupError> {
         match fs::remove_file(self.path(d)) {

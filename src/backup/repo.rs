@@ -215,7 +215,13 @@ impl Repo {
         series: &str,
         chunk_size: Option<u32>,
     ) -> Result<BackupStats, BackupError> {
-        self.backup_from(&RawImage::open(image)?, series, chunk_size, &|_, _| {})
+        self.backup_from(
+            &RawImage::open(image)?,
+            series,
+            chunk_size,
+            None,
+            &|_, _| {},
+        )
     }
 
     /// Like [`Repo::backup`], but reads only the chunks that overlap `changed` byte
@@ -229,18 +235,19 @@ impl Repo {
         changed: &[(u64, u64)],
     ) -> Result<BackupStats, BackupError> {
         let src = RawImage::open(image)?.with_changed(changed.to_vec());
-        self.backup_from(&src, series, None, &|_, _| {})
+        self.backup_from(&src, series, None, None, &|_, _| {})
     }
 
     /// Backs up `src` as the next point of `series`. When the source names its changed
     /// ranges, only the chunks they touch are read and the rest is the previous
     /// point's. Chunks are hashed, compressed and written on every core; `progress`
-    /// hears (chunks done, chunks to do).
+    /// hears (chunks done, chunks to do). `id` names the point (a new one when `None`).
     pub fn backup_from(
         &self,
         src: &dyn Source,
         series: &str,
         chunk_size: Option<u32>,
+        id: Option<Uuid>,
         progress: &(dyn Fn(u64, u64) + Sync),
     ) -> Result<BackupStats, BackupError> {
         check_series(series)?;
@@ -298,7 +305,7 @@ impl Repo {
         self.chunks.sync()?;
         let point = Point {
             format: FORMAT_VERSION,
-            id: Uuid::new_v4(),
+            id: id.unwrap_or_else(Uuid::new_v4),
             series: series.to_string(),
             increment,
             created_at: chrono::Utc::now(),
@@ -354,6 +361,10 @@ impl Repo {
                                 }
                                 let batch = &todo[k..(k + BATCH).min(todo.len())];
                                 for &i in batch {
+                                    if src.is_hole(i as u64 * cs as u64, cs as u64) {
+                                        out.push((i, ZERO));
+                                        continue;
+                                    }
                                     let n = src
                                         .read_at(i as u64 * cs as u64, &mut buf)
                                         .inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
@@ -522,6 +533,21 @@ impl Repo {
 
     /// Re-reads and re-hashes every chunk of the given points (all when `None`).
     pub fn verify(&self, only: Option<&Uuid>) -> Result<VerifyReport, BackupError> {
+        self.verify_with(only, false)
+    }
+
+    /// [`Repo::verify`] that also moves damaged chunks aside (`<digest>.bad`), so the
+    /// next backup holding that data stores it afresh instead of trusting the bad copy.
+    /// The points that named them stay damaged.
+    pub fn verify_and_quarantine(&self, only: Option<&Uuid>) -> Result<VerifyReport, BackupError> {
+        self.verify_with(only, true)
+    }
+
+    fn verify_with(
+        &self,
+        only: Option<&Uuid>,
+        quarantine: bool,
+    ) -> Result<VerifyReport, BackupError> {
         let mut report = VerifyReport::default();
         let mut seen: HashMap<Digest, bool> = HashMap::new();
         let mut bad_chunks = HashSet::new();
@@ -554,6 +580,11 @@ impl Repo {
             }
         }
         report.checked_chunks = seen.len();
+        if quarantine {
+            for h in &bad_chunks {
+                self.chunks.quarantine(&parse_digest(h)?)?;
+            }
+        }
         report.damaged_chunks = bad_chunks.into_iter().collect();
         report.damaged_chunks.sort();
         Ok(report)

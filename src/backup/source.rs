@@ -18,6 +18,11 @@ pub trait Source: Sync {
     fn changed(&self) -> Option<Vec<(u64, u64)>>;
     /// Fills `buf` with the disk's bytes from `offset`; short only at the disk's end.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, BackupError>;
+    /// Whether `len` bytes from `offset` are known to read as zero without reading
+    /// them (a hole in a sparse file). `false` when unsure.
+    fn is_hole(&self, _offset: u64, _len: u64) -> bool {
+        false
+    }
 }
 
 /// A raw disk image file.
@@ -54,6 +59,24 @@ impl RawImage {
 impl Source for RawImage {
     fn size(&self) -> u64 {
         self.size
+    }
+
+    fn is_hole(&self, offset: u64, len: u64) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: lseek on a descriptor this value owns; SEEK_DATA only reports where
+        // the next data is (the shared offset it moves is unused: reads are positioned).
+        let next = unsafe {
+            libc::lseek(
+                self.file.as_raw_fd(),
+                offset as libc::off_t,
+                libc::SEEK_DATA,
+            )
+        };
+        if next < 0 {
+            // ENXIO: no data after `offset` at all.
+            return std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO);
+        }
+        next as u64 >= offset + len
     }
 
     fn changed(&self) -> Option<Vec<(u64, u64)>> {

@@ -96,3 +96,19 @@ pub fn convert_to_qcow2(input: &Path, out: &Path) -> Result<(), ComputeError> {
     )
     .map(|_| ())
 }
+
+/// `qemu-img map --output=json` of a qcow2: which guest ranges the file itself holds
+/// and where. `-U`: the backing file may be a running guest's disk.
+pub fn map_json(image: &Path) -> Result<String, ComputeError> {
+    qemu_img(
+        &[
+            "map".as_ref(),
+            "--output=json".as_ref(),
+            "-U".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            image.as_os_str(),
+        ],
+        format!("mapping {}", image.display()),
+    )
+}

@@ -6,7 +6,11 @@ use virt::domain::{Domain, DomainState};
 use virt::error::ErrorNumber;
 use virt::sys;
 
-use super::{xml, Accel, ComputeError, DomainSpec, Hypervisor, PowerState};
+use std::ffi::{CStr, CString};
+
+use super::{
+    xml, Accel, BackupProgress, ComputeError, DiskBackup, DomainSpec, Hypervisor, PowerState,
+};
 
 pub struct Libvirt {
     conn: Connect,
@@ -29,6 +33,45 @@ fn is_no_domain(e: &virt::error::Error) -> bool {
 fn is_not_running(e: &virt::error::Error) -> bool {
     e.code()
         .is_known_and(|c| c == ErrorNumber::OperationInvalid)
+}
+
+/// libvirt's last error on this thread, as a [`ComputeError`] (for raw FFI calls).
+fn last_error(op: &'static str) -> ComputeError {
+    fail(op)(virt::error::Error::last_error())
+}
+
+fn cstring(s: &str) -> Result<CString, ComputeError> {
+    CString::new(s).map_err(|_| ComputeError::Host {
+        what: "a libvirt argument".into(),
+        reason: "contains a NUL byte".into(),
+    })
+}
+
+/// An owned `virDomainCheckpointPtr`, freed on drop.
+struct Checkpoint(sys::virDomainCheckpointPtr);
+
+impl Drop for Checkpoint {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from libvirt, is non-null and owned by this value alone.
+        unsafe {
+            sys::virDomainCheckpointFree(self.0);
+        }
+    }
+}
+
+impl Checkpoint {
+    fn name(&self) -> String {
+        // SAFETY: the checkpoint is live; libvirt returns a string owned by it (or null),
+        // copied here before the checkpoint can be freed.
+        unsafe {
+            let p = sys::virDomainCheckpointGetName(self.0);
+            if p.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        }
+    }
 }
 
 impl Libvirt {
@@ -159,5 +202,142 @@ impl Hypervisor for Libvirt {
         self.existing(name)?
             .set_user_password(user, hash, sys::VIR_DOMAIN_PASSWORD_ENCRYPTED)
             .map_err(fail("set password"))
+    }
+
+    fn start_paused(&self, name: &str) -> Result<(), ComputeError> {
+        self.existing(name)?
+            .create_with_flags(sys::VIR_DOMAIN_START_PAUSED)
+            .map_err(fail("start paused"))
+    }
+
+    fn backup_begin(&self, name: &str, req: &DiskBackup) -> Result<(), ComputeError> {
+        let d = self.existing(name)?;
+        let backup = cstring(&xml::backup_xml(req))?;
+        let checkpoint = cstring(&xml::checkpoint_xml(req))?;
+        // SAFETY: `d` keeps the domain pointer valid for the call; both strings are
+        // NUL-terminated and outlive it; libvirt copies what it keeps.
+        let rc = unsafe {
+            sys::virDomainBackupBegin(d.as_ptr(), backup.as_ptr(), checkpoint.as_ptr(), 0)
+        };
+        if rc < 0 {
+            return Err(last_error("backup-begin"));
+        }
+        Ok(())
+    }
+
+    fn backup_progress(&self, name: &str) -> Result<BackupProgress, ComputeError> {
+        let d = self.existing(name)?;
+        let info = match d.job_info() {
+            Ok(i) => i,
+            // The domain stopped under the job.
+            Err(e) if is_not_running(&e) => {
+                return Ok(BackupProgress::Failed("the domain stopped".into()))
+            }
+            Err(e) => return Err(fail("job info")(e)),
+        };
+        if info.r#type != sys::VIR_DOMAIN_JOB_NONE as i32 {
+            return Ok(BackupProgress::Running {
+                done: info.data_processed.unwrap_or(0),
+                total: info.data_total.unwrap_or(0),
+            });
+        }
+        // No job now: how did the last one end?
+        let (mut kind, mut params, mut n): (i32, sys::virTypedParameterPtr, i32) =
+            (0, std::ptr::null_mut(), 0);
+        // SAFETY: out-pointers to locals; libvirt allocates `params`, freed below.
+        let rc = unsafe {
+            sys::virDomainGetJobStats(
+                d.as_ptr(),
+                &mut kind,
+                &mut params,
+                &mut n,
+                sys::VIR_DOMAIN_JOB_STATS_COMPLETED,
+            )
+        };
+        if rc < 0 {
+            return Err(last_error("job stats"));
+        }
+        let mut message = None;
+        if !params.is_null() {
+            let mut p: *const std::os::raw::c_char = std::ptr::null();
+            let key = c"errmsg";
+            // SAFETY: `params`/`n` are what libvirt returned; the string found points into
+            // `params` and is copied before they are freed.
+            unsafe {
+                if sys::virTypedParamsGetString(params, n, key.as_ptr(), &mut p) == 1
+                    && !p.is_null()
+                {
+                    message = Some(CStr::from_ptr(p).to_string_lossy().into_owned());
+                }
+                sys::virTypedParamsFree(params, n);
+            }
+        }
+        Ok(match kind as u32 {
+            sys::VIR_DOMAIN_JOB_COMPLETED => BackupProgress::Completed,
+            sys::VIR_DOMAIN_JOB_CANCELLED => BackupProgress::Failed("cancelled".into()),
+            _ => BackupProgress::Failed(message.unwrap_or_else(|| "the backup job failed".into())),
+        })
+    }
+
+    fn abort_job(&self, name: &str) -> Result<(), ComputeError> {
+        let Some(d) = self.domain(name)? else {
+            return Ok(());
+        };
+        // SAFETY: `d` keeps the domain pointer valid for the call.
+        if unsafe { sys::virDomainAbortJob(d.as_ptr()) } < 0 {
+            let e = virt::error::Error::last_error();
+            if !is_not_running(&e) {
+                return Err(fail("abort job")(e));
+            }
+        }
+        Ok(())
+    }
+
+    fn checkpoints(&self, name: &str) -> Result<Vec<String>, ComputeError> {
+        let d = self.existing(name)?;
+        let mut list: *mut sys::virDomainCheckpointPtr = std::ptr::null_mut();
+        // SAFETY: `list` is an out-pointer; libvirt allocates the array and one reference
+        // per checkpoint, all released below.
+        let n = unsafe { sys::virDomainListAllCheckpoints(d.as_ptr(), &mut list, 0) };
+        if n < 0 {
+            return Err(last_error("list checkpoints"));
+        }
+        let mut names = Vec::with_capacity(n as usize);
+        for i in 0..n as usize {
+            // SAFETY: libvirt returned `n` valid pointers; each is owned (and freed) once.
+            let cp = Checkpoint(unsafe { *list.add(i) });
+            names.push(cp.name());
+        }
+        if !list.is_null() {
+            // SAFETY: the array was allocated by libvirt with malloc; its entries are freed.
+            unsafe { libc::free(list.cast()) };
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn delete_checkpoint(&self, name: &str, checkpoint: &str) -> Result<(), ComputeError> {
+        let d = self.existing(name)?;
+        let cname = cstring(checkpoint)?;
+        // SAFETY: valid domain pointer and NUL-terminated name for the call.
+        let p = unsafe { sys::virDomainCheckpointLookupByName(d.as_ptr(), cname.as_ptr(), 0) };
+        if p.is_null() {
+            return Ok(()); // gone already
+        }
+        let cp = Checkpoint(p);
+        // SAFETY: `cp` is a live checkpoint for both calls.
+        if unsafe { sys::virDomainCheckpointDelete(cp.0, 0) } == 0 {
+            return Ok(());
+        }
+        let first = last_error("delete checkpoint");
+        // SAFETY: as above.
+        if unsafe {
+            sys::virDomainCheckpointDelete(cp.0, sys::VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY)
+        } == 0
+        {
+            tracing::info!(domain = name, checkpoint, error = %first, "checkpoint's bitmap was gone; removed its record");
+            return Ok(());
+        }
+        Err(first)
     }
 }

@@ -102,6 +102,31 @@ pub enum PowerState {
     Other,
 }
 
+/// A disk backup the hypervisor copies out of a running guest (libvirt push mode), with
+/// a checkpoint at the same instant so the next backup can ask for what changed since.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiskBackup {
+    /// Guest disk to copy (`vda`).
+    pub disk: String,
+    /// Other disks of the domain, left out of backup and checkpoint (the seed).
+    pub skip: Vec<String>,
+    /// Output file. A full backup writes it raw; an incremental one writes a qcow2
+    /// holding only the changed clusters, backed by the live disk.
+    pub target: PathBuf,
+    /// Checkpoint the changes are counted from; `None` for a full copy.
+    pub since: Option<String>,
+    /// Checkpoint created with this backup.
+    pub checkpoint: String,
+}
+
+/// Where a hypervisor backup job is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BackupProgress {
+    Running { done: u64, total: u64 },
+    Completed,
+    Failed(String),
+}
+
 /// A hypervisor backend. Calls block: run them on the blocking pool.
 pub trait Hypervisor: Send + Sync + 'static {
     fn accel(&self) -> Accel;
@@ -124,4 +149,17 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn agent_alive(&self, name: &str) -> bool;
     /// Sets `user`'s password to a crypt(3) hash through the guest agent.
     fn set_password_hash(&self, name: &str, user: &str, hash: &str) -> Result<(), ComputeError>;
+    /// Starts the domain with its CPUs paused: the disk is live (for a backup of a
+    /// stopped VM) but the guest does not run.
+    fn start_paused(&self, name: &str) -> Result<(), ComputeError>;
+    /// Starts a backup job on a running domain; poll it with `backup_progress`.
+    fn backup_begin(&self, name: &str, req: &DiskBackup) -> Result<(), ComputeError>;
+    fn backup_progress(&self, name: &str) -> Result<BackupProgress, ComputeError>;
+    /// Cancels the domain's running job, if any.
+    fn abort_job(&self, name: &str) -> Result<(), ComputeError>;
+    /// The domain's checkpoint names.
+    fn checkpoints(&self, name: &str) -> Result<Vec<String>, ComputeError>;
+    /// Removes a checkpoint and its bitmap; when the bitmap is gone already (a new
+    /// disk), only libvirt's record of it.
+    fn delete_checkpoint(&self, name: &str, checkpoint: &str) -> Result<(), ComputeError>;
 }

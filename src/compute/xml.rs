@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Accel, DomainSpec};
+use super::{Accel, DiskBackup, DomainSpec};
 
 /// Escapes text for an XML attribute or element.
 fn esc(s: &str) -> String {
@@ -67,6 +67,42 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     x
 }
 
+/// `<domainbackup>` (push mode) of `req`.
+pub fn backup_xml(req: &DiskBackup) -> String {
+    let mut x = String::from("<domainbackup mode='push'>\n");
+    if let Some(since) = &req.since {
+        let _ = writeln!(x, "  <incremental>{}</incremental>", esc(since));
+    }
+    let format = if req.since.is_some() { "qcow2" } else { "raw" };
+    let _ = writeln!(
+        x,
+        "  <disks>\n    <disk name='{}' backup='yes' type='file'>\n      <driver type='{format}'/>\n      <target file='{}'/>\n    </disk>",
+        esc(&req.disk),
+        esc(&req.target.to_string_lossy())
+    );
+    for d in &req.skip {
+        let _ = writeln!(x, "    <disk name='{}' backup='no'/>", esc(d));
+    }
+    x.push_str("  </disks>\n</domainbackup>\n");
+    x
+}
+
+/// `<domaincheckpoint>` taken with `req`: a bitmap on the backed-up disk only.
+pub fn checkpoint_xml(req: &DiskBackup) -> String {
+    let mut x = String::from("<domaincheckpoint>\n");
+    let _ = writeln!(x, "  <name>{}</name>", esc(&req.checkpoint));
+    let _ = writeln!(
+        x,
+        "  <disks>\n    <disk name='{}' checkpoint='bitmap'/>",
+        esc(&req.disk)
+    );
+    for d in &req.skip {
+        let _ = writeln!(x, "    <disk name='{}' checkpoint='no'/>", esc(d));
+    }
+    x.push_str("  </disks>\n</domaincheckpoint>\n");
+    x
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +152,28 @@ mod tests {
         assert!(x.contains("<cpu mode='host-passthrough'/>"));
         assert!(x.contains("<name>a&apos;&lt;b&gt;&amp;</name>"));
         assert!(!x.contains("vdb"));
+    }
+
+    #[test]
+    fn backups_copy_the_root_disk_and_checkpoint_it_alone() {
+        let mut req = DiskBackup {
+            disk: "vda".into(),
+            skip: vec!["vdb".into()],
+            target: PathBuf::from("/b/full.raw"),
+            since: None,
+            checkpoint: "skiff-1".into(),
+        };
+        let full = backup_xml(&req);
+        assert!(full.contains("<driver type='raw'/>") && !full.contains("<incremental>"));
+        assert!(full.contains("<target file='/b/full.raw'/>"));
+        assert!(full.contains("<disk name='vdb' backup='no'/>"));
+        req.since = Some("skiff-0".into());
+        let inc = backup_xml(&req);
+        assert!(inc.contains("<incremental>skiff-0</incremental>"));
+        assert!(inc.contains("<driver type='qcow2'/>"));
+        let cp = checkpoint_xml(&req);
+        assert!(cp.contains("<name>skiff-1</name>"));
+        assert!(cp.contains("<disk name='vda' checkpoint='bitmap'/>"));
+        assert!(cp.contains("<disk name='vdb' checkpoint='no'/>"));
     }
 }

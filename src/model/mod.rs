@@ -2,6 +2,7 @@
 
 mod account;
 mod api_key;
+mod backup;
 mod job;
 mod project;
 mod ssh_key;
@@ -10,6 +11,7 @@ mod vm;
 
 pub use account::{Account, User};
 pub use api_key::{ApiKey, ProjectAccess, RateLimitTier};
+pub use backup::{Backup, BackupChain, BackupSchedule, BackupStatus};
 pub use job::{Job, JobStatus};
 pub use project::Project;
 pub use ssh_key::SshKey;

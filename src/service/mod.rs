@@ -3,6 +3,9 @@
 
 mod api_keys;
 pub mod authz;
+mod backup_jobs;
+mod backup_schedules;
+mod backups;
 pub mod catalog;
 mod init;
 mod jobs;
@@ -18,6 +21,8 @@ mod vms;
 
 pub use api_keys::{ApiKeyChange, NewApiKey, WithSecret};
 pub use authz::Principal;
+pub use backup_schedules::{runtime_text, BackupScheduler, ScheduleWrite};
+pub use backups::storage_mb;
 pub use init::InitReport;
 pub use projects::{NewProject, ProjectChange};
 pub use templates::{ImportTemplate, SaveImage};
@@ -30,7 +35,10 @@ use std::sync::Arc;
 use crate::compute::Hypervisor;
 use crate::config::{CatalogConfig, Config, PublicNetworkConfig};
 use crate::jobs::{DiagSteps, JobEngine, JobError, JobHandler};
-use crate::model::{Account, ApiKey, IpLease, Project, SshKey, Template, User, Vm, VmNote};
+use crate::model::{
+    Account, ApiKey, Backup, BackupChain, BackupSchedule, IpLease, Project, SshKey, Template, User,
+    Vm, VmNote,
+};
 use crate::store::{Store, StoreError, Table};
 
 /// Errors of the service layer; the HTTP edge maps each to a status and error body.
@@ -117,6 +125,11 @@ struct Inner {
     leases: Table<IpLease>,
     templates: Table<Template>,
     notes: Table<VmNote>,
+    backups: Table<Backup>,
+    backup_chains: Table<BackupChain>,
+    schedules: Table<BackupSchedule>,
+    /// `None` when compute is off or the repository could not be opened.
+    backup_host: Option<Arc<backup_jobs::BackupHost>>,
     data_dir: std::path::PathBuf,
     jobs: JobEngine,
     catalog: CatalogConfig,
@@ -147,6 +160,7 @@ impl Services {
             Ok(h) => (Some(h), None),
             Err(why) => (None, Some(why)),
         };
+        let mut backup_host = None;
         if let Some(hv) = &hypervisor {
             let host = Arc::new(vm_jobs::VmHost {
                 vms: store.table()?,
@@ -164,6 +178,30 @@ impl Services {
                     host: host.clone(),
                 }));
             }
+            match crate::backup::Repo::open(&cfg.backup_dir()) {
+                Ok(repo) => {
+                    let bh = Arc::new(backup_jobs::BackupHost {
+                        vm: host.clone(),
+                        backups: store.table()?,
+                        chains: store.table()?,
+                        schedules: store.table()?,
+                        repo,
+                        gc_lock: std::sync::RwLock::new(()),
+                        gc_safety: std::time::Duration::from_secs(cfg.backup.gc_safety_secs),
+                    });
+                    for kind in backup_jobs::KINDS {
+                        handlers.push(Arc::new(backup_jobs::BackupJob {
+                            kind,
+                            host: bh.clone(),
+                        }));
+                    }
+                    backup_host = Some(bh);
+                }
+                Err(e) => tracing::error!(
+                    dir = %cfg.backup_dir().display(), error = %e,
+                    "cannot open the backup repository; backups are unavailable"
+                ),
+            }
         }
         let jobs = JobEngine::new(store.clone(), cfg.job_workers, handlers)?;
         Ok(Services {
@@ -177,6 +215,10 @@ impl Services {
                 leases: store.table()?,
                 templates: store.table()?,
                 notes: store.table()?,
+                backups: store.table()?,
+                backup_chains: store.table()?,
+                schedules: store.table()?,
+                backup_host,
                 data_dir: cfg.data_dir.clone(),
                 store,
                 jobs,

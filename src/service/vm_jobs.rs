@@ -82,7 +82,7 @@ impl JobHandler for VmJob {
 }
 
 impl VmHost {
-    fn dir(&self, id: &Uuid) -> PathBuf {
+    pub(super) fn dir(&self, id: &Uuid) -> PathBuf {
         self.vm_root.join(id.to_string())
     }
 
@@ -107,14 +107,14 @@ impl VmHost {
         })
     }
 
-    fn load(&self, id: &Uuid) -> Result<Vm, String> {
+    pub(super) fn load(&self, id: &Uuid) -> Result<Vm, String> {
         self.vms
             .get(&uuid_key(id))
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("VM {id} no longer exists"))
     }
 
-    fn set_status(&self, id: &Uuid, status: VmStatus) -> Result<(), String> {
+    pub(super) fn set_status(&self, id: &Uuid, status: VmStatus) -> Result<(), String> {
         self.vms
             .update::<StoreError>(&uuid_key(id), |v| {
                 v.status = status;
@@ -254,7 +254,7 @@ impl VmHost {
     /// Starts the domain (or, with `reset`, resets a running one) and waits until the
     /// guest says it is up. A domain already running is left alone unless `reset`, so
     /// a resumed job does not boot the guest twice.
-    fn boot(&self, vm: &Vm, reset: bool) -> Result<(), String> {
+    pub(super) fn boot(&self, vm: &Vm, reset: bool) -> Result<(), String> {
         self.set_status(&vm.id, VmStatus::Booting)?;
         let offset = self.log_offset(&vm.id);
         let name = vm.domain_name();
@@ -297,7 +297,7 @@ impl VmHost {
         self.boot(&vm, false)
     }
 
-    fn wait_off(&self, name: &str, within: Duration) -> Result<bool, String> {
+    pub(super) fn wait_off(&self, name: &str, within: Duration) -> Result<bool, String> {
         let until = Instant::now() + within;
         loop {
             match self.hv.state(name).map_err(|e| e.to_string())? {
@@ -308,7 +308,7 @@ impl VmHost {
         }
     }
 
-    fn stop(&self, id: &Uuid) -> Result<(), String> {
+    pub(super) fn stop(&self, id: &Uuid) -> Result<(), String> {
         let vm = self.load(id)?;
         self.set_status(id, VmStatus::Finalizing)?;
         let name = vm.domain_name();

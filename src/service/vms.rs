@@ -21,6 +21,10 @@ pub struct NewVm {
     pub password: Option<String>,
     pub extra_storage: i64,
     pub backup_type: Option<String>,
+    /// Time of day of the scheduled backup (`8am` when not given).
+    pub backup_time: Option<String>,
+    /// Weekday of a weekly backup.
+    pub backup_date: Option<String>,
     pub tags: Vec<String>,
     pub wants_vpc: bool,
     pub skip_public_ip: bool,
@@ -80,7 +84,7 @@ fn hash_password(p: &str) -> Result<String, ServiceError> {
 }
 
 impl Services {
-    fn hypervisor(&self) -> Result<&Arc<dyn Hypervisor>, ServiceError> {
+    pub(crate) fn hypervisor(&self) -> Result<&Arc<dyn Hypervisor>, ServiceError> {
         self.inner.hypervisor.as_ref().ok_or_else(|| {
             ServiceError::Unavailable(format!(
                 "virtual machines are not available on this host: {}",
@@ -268,19 +272,11 @@ impl Services {
         if new.extra_storage > 0 {
             return Err(invalid("extra_storage (volumes) is not available yet"));
         }
-        match new.backup_type.as_deref() {
-            None | Some("none") => {}
-            Some("daily") | Some("weekly") => {
-                return Err(invalid(
-                    "scheduled backups are not available yet; use backup_type none",
-                ))
-            }
-            Some(other) => {
-                return Err(invalid(format!(
-                    "backup_type {other:?} must be none, daily or weekly"
-                )))
-            }
-        }
+        let schedule = Self::check_vm_backup(
+            new.backup_type.as_deref(),
+            new.backup_time.as_deref(),
+            new.backup_date.as_deref(),
+        )?;
         let mut tags: Vec<crate::model::VmTag> = Vec::new();
         for t in &new.tags {
             let name = check_name(t, 64).map_err(|_| invalid("tags must be 1 to 64 characters"))?;
@@ -354,6 +350,9 @@ impl Services {
             updated_at: t,
         };
         self.inner.vms.create(&vm)?;
+        if let Some((kind, time, minute, day, keep)) = schedule {
+            self.add_schedule(&vm, who.user_id, kind, time, minute, day, keep)?;
+        }
         self.submit_vm_job(&vm, "vm.create")?;
         Ok(vm)
     }
@@ -423,6 +422,16 @@ impl Services {
                 Ok(())
             })?
             .ok_or(ServiceError::NotFound { kind: "VM" })?;
+        // Its schedules go with it; its backups stay until deleted.
+        for s in self
+            .inner
+            .schedules
+            .by_index(crate::model::BackupSchedule::BY_VM, &uuid_key(&vm.id))?
+        {
+            self.inner
+                .schedules
+                .delete(&crate::model::BackupSchedule::key_of(s.id))?;
+        }
         self.submit_vm_job(&vm, "vm.delete")?;
         Ok(vm)
     }

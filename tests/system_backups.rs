@@ -1,0 +1,362 @@
+//! System test of VM backups on a real guest: the guest writes to its disk (commands
+//! typed on its serial console), skiff backs it up through a libvirt checkpoint and
+//! the QEMU dirty bitmap, and every restore point is compared with the disk it came
+//! from. Also: a stopped VM (started paused), offline writes, restore onto the VM,
+//! delete, reset-chain, delete-chain and schedules.
+
+mod common;
+use common::vmhost::*;
+use common::*;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn wait_backup(s: &Server, id: &str, want: &str) -> Value {
+    let until = Instant::now() + Duration::from_secs(300);
+    loop {
+        let r = s.admin_call("GET", &format!("/api/v1/backups/{id}")).send();
+        assert_eq!(r.status, 200, "{}", r.text);
+        let st = r.body["data"]["status"].as_str().unwrap().to_string();
+        if st == want {
+            return r.body["data"].clone();
+        }
+        assert!(st != "failed", "backup failed: {}", r.text);
+        assert!(
+            Instant::now() < until,
+            "backup not {want} in time: {}",
+            r.text
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn backup(s: &Server, p: &str, vm: &str, name: &str) -> Value {
+    let r = s
+        .admin_call("POST", "/api/v1/backups")
+        .project(p)
+        .json(json!({"vm_id": vm, "name": name}));
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["data"]["status"], "pending");
+    assert_eq!(r.body["data"]["increment_id"], Value::Null);
+    wait_backup(s, r.body["data"]["id"].as_str().unwrap(), "ready")
+}
+
+/// Types a line on the guest's serial console (its shell), through the pty's slave.
+/// Returns the open slave: QEMU reads the pty only while a slave is open (it polls for
+/// that about once a second), so the caller keeps it open until the command is done.
+fn type_in_guest(domain: &str, line: &str) -> std::fs::File {
+    let xml = virsh(&["dumpxml", domain]);
+    let pty = xml
+        .split("<source path='")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .expect("the serial console's pty");
+    let mut f = std::fs::OpenOptions::new().write(true).open(pty).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    f.write_all(format!("{line}\n").as_bytes()).unwrap();
+    f
+}
+
+/// Runs a command in the guest and waits for its end marker on the console.
+fn guest_run(s: &Server, id: &str, domain: &str, cmd: &str, tag: &str) {
+    let marker = format!("DONE-{tag}");
+    let _tty = type_in_guest(domain, &format!("{cmd}; echo DONE-{tag}-$?"));
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = console(s, id);
+        if text.contains(&format!("{marker}-0")) {
+            return;
+        }
+        assert!(
+            !text.contains(&format!("{marker}-1")),
+            "guest command failed: {text}"
+        );
+        assert!(
+            Instant::now() < until,
+            "guest command did not finish: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn repo_restore(s: &Server, point: &str, out: &Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["repo", "restore", "--repo"])
+        .arg(s.data().join("backups"))
+        .args(["--point", point, "--out"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Byte-for-byte comparison of a restored raw image with the VM's qcow2 disk.
+fn assert_same(raw: &Path, disk: &Path) {
+    let o = Command::new("qemu-img")
+        .args(["compare", "-U", "-f", "raw", "-F", "qcow2"])
+        .arg(raw)
+        .arg(disk)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "restored image differs from the disk: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn backups_of_a_real_guest_through_dirty_bitmaps() {
+    let Some(h) = host() else { return };
+    enter_netns(&h.netns);
+    let s = Server::start(&config(&h, "10.231.0.0/25", "10.231.0.1", "svk"));
+    let _guard = DomainGuard(s.data());
+    let p = s.admin.project_id.clone();
+    let scratch = tempfile::tempdir().unwrap();
+    let out = |n: &str| -> PathBuf { scratch.path().join(n) };
+
+    // Bad input changes nothing.
+    let r = s
+        .admin_call("POST", "/api/v1/backups")
+        .project(&p)
+        .json(json!({"vm_id": "6f1c1c52-0000-4000-8000-000000000001"}));
+    r.error(404);
+    s.admin_call("POST", "/api/v1/backups")
+        .project(&p)
+        .json(json!({"name": "x"}))
+        .error(400);
+
+    let r = s.admin_call("POST", "/api/v1/vms").project(&p).json(json!({
+        "name": "bk-1", "template_id": TEMPLATE_ID, "pricing_id": 1,
+        "region": "us-east", "ssh_keys": [ED25519], "backup_type": "weekly",
+        "backup_time": "9:30pm", "backup_date": "Saturday"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["data"]["id"].as_str().unwrap().to_string();
+    let domain = format!("skiff-vm-{id}");
+    let disk = s.data().join("vms").join(&id).join("disk.qcow2");
+    wait_status(&s, &id, "active", Duration::from_secs(240));
+
+    // The VM create's backup_type made a schedule.
+    let r = s
+        .admin_call("GET", &format!("/api/v1/backup-schedules?vm_id={id}"))
+        .send();
+    assert_eq!(r.body["total"], 1, "{}", r.text);
+    let sch = r.body["data"][0].clone();
+    assert_eq!(sch["type"], "weekly");
+    assert_eq!(sch["runtime"], "Saturday 9:30pm");
+    assert_eq!(sch["keep_count"], 4);
+
+    // 1. Baseline of the running guest: a full read.
+    let b0 = backup(&s, &p, &id, "base");
+    assert_eq!(b0["increment_id"], 0);
+    assert_eq!(b0["method"], "full");
+    assert_eq!(b0["product_vm"], id.as_str());
+
+    // 2. The guest writes 256 KiB of random data and one byte elsewhere; the next
+    //    backup reads only what the dirty bitmap names.
+    guest_run(
+        &s,
+        &id,
+        &domain,
+        "dd if=/dev/urandom of=/dev/vda bs=65536 seek=1600 count=4 2>/dev/null && printf x | dd of=/dev/vda bs=1 seek=314572800 2>/dev/null && sync",
+        "w1",
+    );
+    let b1 = backup(&s, &p, &id, "inc-1");
+    assert_eq!(b1["increment_id"], 1);
+    assert_eq!(b1["method"], "incremental", "{b1}");
+    assert!(
+        b1["storage_size"].as_u64().unwrap() <= 2,
+        "an incremental of ~320 KiB of changes stores at most 2 MB: {b1}"
+    );
+
+    // 3. Stop the VM; compare both points with what they were taken from.
+    let r = s
+        .admin_call("POST", &format!("/api/v1/vms/{id}/stop"))
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_status(&s, &id, "passive", Duration::from_secs(120));
+    let p1 = out("p1.raw");
+    repo_restore(&s, b1["id"].as_str().unwrap(), &p1);
+    assert_same(&p1, &disk);
+    let p0 = out("p0.raw");
+    repo_restore(&s, b0["id"].as_str().unwrap(), &p0);
+    let differs = Command::new("qemu-img")
+        .args(["compare", "-q", "-U", "-f", "raw", "-F", "qcow2"])
+        .arg(&p0)
+        .arg(&disk)
+        .status()
+        .unwrap();
+    assert!(
+        !differs.success(),
+        "the baseline must not hold the later writes"
+    );
+
+    // 4. Offline writes to the stopped VM's disk (QEMU's block layer records them in
+    //    the persistent bitmap), then a backup of the stopped VM: started paused,
+    //    incremental, and stopped again.
+    let o = Command::new("qemu-io")
+        .args(["-f", "qcow2"])
+        .arg(&disk)
+        .args(["-c", "write -P 0x5a 400M 128k"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let b2 = backup(&s, &p, &id, "offline");
+    assert_eq!(b2["increment_id"], 2);
+    assert_eq!(b2["method"], "incremental", "{b2}");
+    let vm = wait_status(&s, &id, "passive", Duration::from_secs(60));
+    assert_eq!(vm["status"], "passive");
+    assert!(virsh(&["domstate", &domain]).contains("shut off"));
+    let p2 = out("p2.raw");
+    repo_restore(&s, b2["id"].as_str().unwrap(), &p2);
+    assert_same(&p2, &disk);
+
+    // 5. Restore point 1 onto the VM: the disk is point 1 again, and it boots.
+    let r = s
+        .admin_call(
+            "POST",
+            &format!("/api/v1/backups/{}/restore", b1["id"].as_str().unwrap()),
+        )
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["data"]["status"], "restoring");
+    wait_backup(&s, b1["id"].as_str().unwrap(), "ready");
+    wait_jobs_idle(&s, &p, Duration::from_secs(120));
+    assert_same(&p1, &disk);
+    let r = s
+        .admin_call("POST", &format!("/api/v1/vms/{id}/start"))
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_status(&s, &id, "active", Duration::from_secs(240));
+
+    // 6. After a restore the bitmap is gone: a full read, which stores next to nothing
+    //    (every chunk is in the store already).
+    let b3 = backup(&s, &p, &id, "after-restore");
+    assert_eq!(b3["increment_id"], 3);
+    assert_eq!(b3["method"], "full");
+    assert!(b3["storage_size"].as_u64().unwrap() <= 2, "{b3}");
+
+    // 7. Deleting the baseline breaks no other point.
+    let r = s
+        .admin_call(
+            "DELETE",
+            &format!("/api/v1/backups/{}", b0["id"].as_str().unwrap()),
+        )
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    s.admin_call(
+        "GET",
+        &format!("/api/v1/backups/{}", b0["id"].as_str().unwrap()),
+    )
+    .send()
+    .error(404);
+    wait_jobs_idle(&s, &p, Duration::from_secs(60));
+    let again = out("p2-again.raw");
+    repo_restore(&s, b2["id"].as_str().unwrap(), &again);
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(&p2).unwrap(),
+        "point 2 restores the same after the baseline is gone"
+    );
+    let v = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["backup", "verify", "--data-dir"])
+        .arg(s.data())
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+
+    // 8. Reset the chain: the next backup is a new baseline.
+    let r = s
+        .admin_call("POST", &format!("/api/v1/vms/{id}/backups/reset-chain"))
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 202, "{}", r.text);
+    let b4 = backup(&s, &p, &id, "new-base");
+    assert_eq!(b4["increment_id"], 0);
+    assert_eq!(b4["method"], "full");
+
+    // 9. The list, then delete the first series as a chain: the new one stays.
+    let r = s
+        .admin_call("GET", &format!("/api/v1/backups?vm_id={id}"))
+        .send();
+    assert_eq!(r.body["total"], 4, "{}", r.text);
+    let r = s
+        .admin_call(
+            "DELETE",
+            &format!("/api/v1/backups/{}/chain", b1["id"].as_str().unwrap()),
+        )
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = s
+        .admin_call("GET", &format!("/api/v1/backups?vm_id={id}"))
+        .send();
+    assert_eq!(r.body["total"], 1, "{}", r.text);
+    assert_eq!(r.body["data"][0]["id"], b4["id"]);
+
+    // 10. A verify job over one backup succeeds.
+    let r = s
+        .admin_call("POST", "/api/skiff/v1/backups/verify")
+        .json(json!({"backup_id": b4["id"]}));
+    assert_eq!(r.status, 202, "{}", r.text);
+    let j = s.wait_job(
+        r.body["data"]["id"].as_str().unwrap(),
+        Duration::from_secs(120),
+    );
+    assert_eq!(j["status"], "succeeded", "{j}");
+
+    // 11. Schedules: bad input, update, delete (backups stay).
+    let sp = |b: Value| {
+        s.admin_call("POST", "/api/v1/backup-schedules")
+            .project(&p)
+            .json(b)
+    };
+    sp(json!({"vm_id": id, "type": "weekly", "time": "8am", "keep_count": 3})).error(400);
+    sp(json!({"vm_id": id, "type": "daily", "time": "25:00", "keep_count": 3})).error(400);
+    sp(json!({"vm_id": id, "type": "daily", "time": "8am", "keep_count": 0})).error(400);
+    sp(json!({"vm_id": id, "type": "hourly", "time": "8am", "keep_count": 3})).error(400);
+    let r = sp(json!({"vm_id": id, "type": "daily", "time": "13:00", "keep_count": 3}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let sid = r.body["data"]["id"].as_u64().unwrap();
+    assert_eq!(r.body["data"]["runtime"], "Daily at 1pm");
+    let r = s
+        .admin_call("PATCH", &format!("/api/v1/backup-schedules/{sid}"))
+        .project(&p)
+        .json(json!({"type": "weekly", "day_of_week": "Monday", "keep_count": 5}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"]["runtime"], "Monday 1pm");
+    assert_eq!(r.body["data"]["keep_count"], 5);
+    s.admin_call("PATCH", &format!("/api/v1/backup-schedules/{sid}"))
+        .project(&p)
+        .json(json!({"time": "noon"}))
+        .error(400);
+    let r = s
+        .admin_call("DELETE", &format!("/api/v1/backup-schedules/{sid}"))
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    s.admin_call("GET", &format!("/api/v1/backup-schedules/{sid}"))
+        .send()
+        .error(404);
+    let r = s.admin_call("GET", "/api/v1/backups").send();
+    assert_eq!(r.body["total"], 1);
+
+    // Deleting the VM removes its schedules; its backups stay.
+    let r = s
+        .admin_call("DELETE", &format!("/api/v1/vms/{id}"))
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_jobs_idle(&s, &p, Duration::from_secs(120));
+    let r = s.admin_call("GET", "/api/v1/backup-schedules").send();
+    assert_eq!(r.body["total"], 0, "{}", r.text);
+    let r = s.admin_call("GET", "/api/v1/backups").send();
+    assert_eq!(r.body["total"], 1);
+}
