@@ -76,7 +76,7 @@ impl Run<'_> {
 
 fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(80)..].join("\n")
+    lines[lines.len().saturating_sub(400)..].join("\n")
 }
 
 #[test]

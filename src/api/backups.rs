@@ -88,6 +88,7 @@ fn optional_uuid(v: Option<&str>, what: &str) -> Result<Option<uuid::Uuid>, ApiE
         BackupQuery,
     ),
     responses(
+        (status = 403, description = "No permission in the project", body = Error),
         (status = 200, description = "List of backups", body = BackupList),
         (status = 400, description = "Malformed filter", body = Error),
         (status = 401, description = "Authentication required", body = Error),
@@ -144,6 +145,8 @@ pub async fn create(
     get, path = "/api/v1/backups/{id}", tag = "Backups", operation_id = "getBackup",
     params(("id" = uuid::Uuid, Path, description = "Backup ID (UUID)")),
     responses(
+        (status = 400, description = "Malformed X-Project-ID or request", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
         (status = 200, description = "Backup details", body = BackupResponse),
         (status = 401, description = "Authentication required", body = Error),
         (status = 404, description = "Resource not found", body = Error),
@@ -163,6 +166,8 @@ pub async fn get(
     delete, path = "/api/v1/backups/{id}", tag = "Backups", operation_id = "deleteBackup",
     params(("id" = uuid::Uuid, Path, description = "Backup ID (UUID)")),
     responses(
+        (status = 400, description = "Malformed X-Project-ID or request", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
         (status = 200, description = "Backup deleted; the series' other points stay restorable", body = SuccessResponse),
         (status = 401, description = "Authentication required", body = Error),
         (status = 404, description = "Resource not found", body = Error),
@@ -186,6 +191,8 @@ pub async fn delete(
     delete, path = "/api/v1/backups/{id}/chain", tag = "Backups", operation_id = "deleteBackupChain",
     params(("id" = uuid::Uuid, Path, description = "UUID of any backup in the series")),
     responses(
+        (status = 400, description = "Malformed X-Project-ID or request", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
         (status = 200, description = "Backup series deleted", body = SuccessResponse),
         (status = 401, description = "Authentication required", body = Error),
         (status = 404, description = "Resource not found", body = Error),
@@ -209,6 +216,7 @@ pub async fn delete_chain(
     post, path = "/api/v1/backups/{id}/restore", tag = "Backups", operation_id = "restoreBackup",
     params(("id" = uuid::Uuid, Path, description = "Backup ID (UUID)")),
     responses(
+        (status = 403, description = "No permission in the project", body = Error),
         (status = 202, description = "Restore accepted: the VM's disk is replaced; a running VM is shut down and started again", body = BackupResponse),
         (status = 400, description = "The backup is not ready, or its VM is gone", body = Error),
         (status = 401, description = "Authentication required", body = Error),
@@ -237,6 +245,7 @@ pub async fn restore(
         ("X-Project-ID" = uuid::Uuid, Header, description = "The VM's project"),
     ),
     responses(
+        (status = 403, description = "No permission in the project", body = Error),
         (status = 202, description = "The next backup starts a new series", body = SuccessResponse),
         (status = 400, description = "X-Project-ID missing", body = Error),
         (status = 401, description = "Authentication required", body = Error),
@@ -263,6 +272,7 @@ pub async fn reset_chain(
     post, path = "/api/skiff/v1/backups/verify", tag = "Backups", operation_id = "skiffVerifyBackups",
     request_body(content = Option<VerifyBackupsRequest>),
     responses(
+        (status = 400, description = "Malformed X-Project-ID or request", body = Error),
         (status = 202, description = "Verify queued; the job fails naming the damaged backups", body = JobResponse),
         (status = 401, description = "Authentication required", body = Error),
         (status = 403, description = "Verifying the whole repository needs account settings rights", body = Error),
@@ -273,9 +283,16 @@ pub async fn reset_chain(
 pub async fn verify(
     state: web::Data<AppState>,
     Caller(who): Caller,
-    body: Option<web::Json<VerifyBackupsRequest>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let id = body.and_then(|b| b.backup_id);
+    // The body is optional, but a body that is there must be right.
+    let id = if body.iter().all(|b| b.is_ascii_whitespace()) {
+        None
+    } else {
+        serde_json::from_slice::<VerifyBackupsRequest>(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+            .backup_id
+    };
     let j = state.services.verify_backups(&who, id.as_ref())?;
     Ok(HttpResponse::Accepted().json(JobResponse {
         success: true,
@@ -290,6 +307,7 @@ pub async fn verify(
         BackupQuery,
     ),
     responses(
+        (status = 403, description = "No permission in the project", body = Error),
         (status = 200, description = "List of backup schedules", body = BackupScheduleList),
         (status = 400, description = "Malformed filter", body = Error),
         (status = 401, description = "Authentication required", body = Error),
@@ -366,6 +384,8 @@ pub async fn create_schedule(
     get, path = "/api/v1/backup-schedules/{id}", tag = "Backup Schedules", operation_id = "getBackupSchedule",
     params(("id" = u64, Path, description = "Backup schedule ID")),
     responses(
+        (status = 400, description = "Malformed X-Project-ID or request", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
         (status = 200, description = "Backup schedule details", body = BackupScheduleResponse),
         (status = 401, description = "Authentication required", body = Error),
         (status = 404, description = "Resource not found", body = Error),
@@ -389,6 +409,7 @@ pub async fn get_schedule(
     params(("id" = u64, Path, description = "Backup schedule ID")),
     request_body = UpdateBackupScheduleRequest,
     responses(
+        (status = 403, description = "No permission in the project", body = Error),
         (status = 200, description = "Backup schedule updated", body = BackupScheduleResponse),
         (status = 400, description = "Invalid request", body = Error),
         (status = 401, description = "Authentication required", body = Error),
@@ -426,6 +447,8 @@ pub async fn update_schedule(
     delete, path = "/api/v1/backup-schedules/{id}", tag = "Backup Schedules", operation_id = "deleteBackupSchedule",
     params(("id" = u64, Path, description = "Backup schedule ID")),
     responses(
+        (status = 400, description = "Malformed X-Project-ID or request", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
         (status = 200, description = "Backup schedule deleted; its backups stay", body = SuccessResponse),
         (status = 401, description = "Authentication required", body = Error),
         (status = 404, description = "Resource not found", body = Error),

@@ -21,7 +21,8 @@ use crate::store::{StoreError, Table};
 
 /// What the backup jobs work with.
 pub(crate) struct BackupHost {
-    pub vm: Arc<VmHost>,
+    /// `None` when compute is off: verify and gc still run.
+    pub vm: Option<Arc<VmHost>>,
     pub backups: Table<Backup>,
     pub chains: Table<BackupChain>,
     pub schedules: Table<BackupSchedule>,
@@ -97,6 +98,12 @@ fn remove_if_present(p: &Path) -> Result<(), String> {
 }
 
 impl BackupHost {
+    fn vmh(&self) -> Result<&VmHost, String> {
+        self.vm
+            .as_deref()
+            .ok_or_else(|| "virtual machines are not available on this host".to_string())
+    }
+
     fn load(&self, id: &Uuid) -> Result<Option<Backup>, String> {
         self.backups.get(&uuid_key(id)).map_err(|e| e.to_string())
     }
@@ -146,16 +153,19 @@ impl BackupHost {
         if let Ok(p) = self.repo.point(id) {
             return self.finish(&b, Ok((p.increment, p.stored_bytes, p.read_bytes, None)));
         }
+        if let Err(e) = self.vmh() {
+            return self.finish(&b, Err(e));
+        }
         self.update(id, |b| b.status = BackupStatus::Creating)?;
-        let vm = self.vm.load(&b.vm_id)?;
+        let vm = self.vmh()?.load(&b.vm_id)?;
         let back_to = match ctx.params()["vm_status"].as_str().and_then(VmStatus::parse) {
             Some(VmStatus::Passive) => VmStatus::Passive,
             _ => VmStatus::Active,
         };
         // The contract: a VM shows `provisioning` while a backup of it runs.
-        self.vm.set_status(&vm.id, VmStatus::Provisioning)?;
+        self.vmh()?.set_status(&vm.id, VmStatus::Provisioning)?;
         let result = self.capture(ctx, &b, &vm);
-        self.vm.set_status(&vm.id, back_to)?;
+        self.vmh()?.set_status(&vm.id, back_to)?;
         let result = result.map(|(s, m)| {
             (
                 s.point.increment,
@@ -251,7 +261,7 @@ impl BackupHost {
         b: &Backup,
         vm: &Vm,
     ) -> Result<(BackupStats, Method), String> {
-        let hv = &self.vm.hv;
+        let hv = &self.vmh()?.hv;
         let name = vm.domain_name();
         let mut state = ctx.checkpoint().clone();
         let state_now = hv.state(&name).map_err(|e| e.to_string())?;
@@ -276,9 +286,8 @@ impl BackupHost {
         if paused_by_us {
             // QEMU exits cleanly on destroy (SIGTERM), so the bitmaps are saved.
             hv.destroy(&name).map_err(|e| e.to_string())?;
-            let _ = self
-                .vm
-                .wait_off(&name, Duration::from_secs(self.vm.cfg.stop_timeout_secs));
+            let vmh = self.vmh()?;
+            let _ = vmh.wait_off(&name, Duration::from_secs(vmh.cfg.stop_timeout_secs));
         }
         result
     }
@@ -289,7 +298,7 @@ impl BackupHost {
         b: &Backup,
         vm: &Vm,
     ) -> Result<(BackupStats, Method), String> {
-        let hv = &self.vm.hv;
+        let hv = &self.vmh()?.hv;
         let name = vm.domain_name();
         // A backup job an earlier attempt left running.
         if let Ok(BackupProgress::Running { .. }) = hv.backup_progress(&name) {
@@ -337,7 +346,7 @@ impl BackupHost {
             }
         }
         let cp = checkpoint_name();
-        let target = self.vm.dir(&vm.id).join(format!("backup-{}.raw", b.id));
+        let target = self.vmh()?.dir(&vm.id).join(format!("backup-{}.raw", b.id));
         let req = DiskBackup {
             disk: "vda".into(),
             skip: vec!["vdb".into()],
@@ -365,7 +374,10 @@ impl BackupHost {
         cp: &str,
     ) -> Result<BackupStats, String> {
         let name = vm.domain_name();
-        let target = self.vm.dir(&vm.id).join(format!("backup-{}.qcow2", b.id));
+        let target = self
+            .vmh()?
+            .dir(&vm.id)
+            .join(format!("backup-{}.qcow2", b.id));
         remove_if_present(&target)?;
         let req = DiskBackup {
             disk: "vda".into(),
@@ -411,7 +423,7 @@ impl BackupHost {
         name: &str,
         req: &DiskBackup,
     ) -> Result<(), String> {
-        let hv = &self.vm.hv;
+        let hv = &self.vmh()?.hv;
         remove_if_present(&req.target)?;
         hv.backup_begin(name, req).map_err(|e| e.to_string())?;
         let mut last = Instant::now();
@@ -435,7 +447,8 @@ impl BackupHost {
     /// Deletes every checkpoint but `keep`: each one is a bitmap every guest write
     /// updates, and only the newest is ever counted from.
     fn keep_only_checkpoint(&self, name: &str, keep: &str) {
-        let hv = &self.vm.hv;
+        let Ok(vmh) = self.vmh() else { return };
+        let hv = &vmh.hv;
         for c in hv.checkpoints(name).unwrap_or_default() {
             if c != keep {
                 if let Err(e) = hv.delete_checkpoint(name, &c) {
@@ -467,9 +480,9 @@ impl BackupHost {
     }
 
     fn restore_inner(&self, ctx: &JobContext, b: &Backup) -> Result<(), String> {
-        let vm = self.vm.load(&b.vm_id)?;
+        let vm = self.vmh()?.load(&b.vm_id)?;
         let name = vm.domain_name();
-        let hv = &self.vm.hv;
+        let hv = &self.vmh()?.hv;
         let mut state = ctx.checkpoint().clone();
         if state["was_running"].is_null() {
             let running = matches!(
@@ -480,9 +493,9 @@ impl BackupHost {
             ctx.save(1, state.clone())?;
         }
         let was_running = state["was_running"].as_bool() == Some(true);
-        self.vm.stop(&vm.id)?;
-        self.vm.set_status(&vm.id, VmStatus::Provisioning)?;
-        let dir = self.vm.dir(&vm.id);
+        self.vmh()?.stop(&vm.id)?;
+        self.vmh()?.set_status(&vm.id, VmStatus::Provisioning)?;
+        let dir = self.vmh()?.dir(&vm.id);
         let raw = dir.join(format!("restore-{}.raw", b.id));
         let staged = dir.join("disk.qcow2.restoring");
         let result = (|| {
@@ -511,9 +524,9 @@ impl BackupHost {
         self.set_checkpoint(&vm.id, chain.generation, None)?;
         ctx.save(90, state)?;
         if was_running {
-            self.vm.boot(&vm, false)
+            self.vmh()?.boot(&vm, false)
         } else {
-            self.vm.set_status(&vm.id, VmStatus::Passive)
+            self.vmh()?.set_status(&vm.id, VmStatus::Passive)
         }
     }
 

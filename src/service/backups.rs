@@ -15,8 +15,13 @@ pub fn storage_mb(bytes: u64) -> u64 {
 }
 
 impl Services {
+    /// Backups and restores need the hypervisor and the repository.
     fn backup_repo_ready(&self) -> Result<(), ServiceError> {
         self.hypervisor()?;
+        self.backup_repo_open()
+    }
+
+    fn backup_repo_open(&self) -> Result<(), ServiceError> {
         if self.inner.backup_host.is_none() {
             return Err(ServiceError::Unavailable(
                 "the backup repository is not open on this host".into(),
@@ -328,7 +333,7 @@ impl Services {
         who: &Principal,
         backup: Option<&Uuid>,
     ) -> Result<Job, ServiceError> {
-        self.backup_repo_ready()?;
+        self.backup_repo_open()?;
         let (params, project_id) = match backup {
             Some(id) => {
                 let b = self.visible_backup(who, id, "backup.manage")?;

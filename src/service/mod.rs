@@ -161,6 +161,7 @@ impl Services {
             Err(why) => (None, Some(why)),
         };
         let mut backup_host = None;
+        let mut vm_host = None;
         if let Some(hv) = &hypervisor {
             let host = Arc::new(vm_jobs::VmHost {
                 vms: store.table()?,
@@ -178,30 +179,31 @@ impl Services {
                     host: host.clone(),
                 }));
             }
-            match crate::backup::Repo::open(&cfg.backup_dir()) {
-                Ok(repo) => {
-                    let bh = Arc::new(backup_jobs::BackupHost {
-                        vm: host.clone(),
-                        backups: store.table()?,
-                        chains: store.table()?,
-                        schedules: store.table()?,
-                        repo,
-                        gc_lock: std::sync::RwLock::new(()),
-                        gc_safety: std::time::Duration::from_secs(cfg.backup.gc_safety_secs),
-                    });
-                    for kind in backup_jobs::KINDS {
-                        handlers.push(Arc::new(backup_jobs::BackupJob {
-                            kind,
-                            host: bh.clone(),
-                        }));
-                    }
-                    backup_host = Some(bh);
+            vm_host = Some(host);
+        }
+        match crate::backup::Repo::open(&cfg.backup_dir()) {
+            Ok(repo) => {
+                let bh = Arc::new(backup_jobs::BackupHost {
+                    vm: vm_host,
+                    backups: store.table()?,
+                    chains: store.table()?,
+                    schedules: store.table()?,
+                    repo,
+                    gc_lock: std::sync::RwLock::new(()),
+                    gc_safety: std::time::Duration::from_secs(cfg.backup.gc_safety_secs),
+                });
+                for kind in backup_jobs::KINDS {
+                    handlers.push(Arc::new(backup_jobs::BackupJob {
+                        kind,
+                        host: bh.clone(),
+                    }));
                 }
-                Err(e) => tracing::error!(
-                    dir = %cfg.backup_dir().display(), error = %e,
-                    "cannot open the backup repository; backups are unavailable"
-                ),
+                backup_host = Some(bh);
             }
+            Err(e) => tracing::error!(
+                dir = %cfg.backup_dir().display(), error = %e,
+                "cannot open the backup repository; backups are unavailable"
+            ),
         }
         let jobs = JobEngine::new(store.clone(), cfg.job_workers, handlers)?;
         Ok(Services {
