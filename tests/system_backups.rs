@@ -112,7 +112,10 @@ fn assert_same(raw: &Path, disk: &Path) {
 fn backups_of_a_real_guest_through_dirty_bitmaps() {
     let Some(h) = host() else { return };
     enter_netns(&h.netns);
-    let s = Server::start(&config(&h, "10.231.0.0/25", "10.231.0.1", "svk"));
+    let s = Server::start(&format!(
+        "reconcile_interval_secs = 2\n{}\n[backup]\nschedule_interval_secs = 2\n",
+        config(&h, "10.231.0.96/27", "10.231.0.97", "svk")
+    ));
     let _guard = DomainGuard(s.data());
     let p = s.admin.project_id.clone();
     let scratch = tempfile::tempdir().unwrap();
@@ -242,6 +245,50 @@ fn backups_of_a_real_guest_through_dirty_bitmaps() {
     assert_eq!(b3["method"], "full");
     assert!(b3["storage_size"].as_u64().unwrap() <= 2, "{b3}");
 
+    // 6b. An unclean stop (QEMU killed) leaves the persistent bitmap inconsistent: the
+    //     next backup falls back to a full read, and it is still exact.
+    let pids = Command::new("pgrep")
+        .args(["-f", &format!("guest={domain},")])
+        .output()
+        .unwrap();
+    let pid = String::from_utf8_lossy(&pids.stdout)
+        .lines()
+        .next()
+        .expect("the guest's QEMU process")
+        .trim()
+        .to_string();
+    assert!(Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_status(&s, &id, "passive", Duration::from_secs(60));
+    let r = s
+        .admin_call("POST", &format!("/api/v1/vms/{id}/start"))
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_status(&s, &id, "active", Duration::from_secs(240));
+    let b3b = backup(&s, &p, &id, "after-crash");
+    assert_eq!(b3b["increment_id"], 4);
+    assert_eq!(b3b["method"], "full", "{b3b}");
+    let r = s
+        .admin_call("POST", &format!("/api/v1/vms/{id}/stop"))
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_status(&s, &id, "passive", Duration::from_secs(120));
+    let p3b = out("p3b.raw");
+    repo_restore(&s, b3b["id"].as_str().unwrap(), &p3b);
+    assert_same(&p3b, &disk);
+    std::fs::remove_file(&p3b).unwrap();
+    let r = s
+        .admin_call("POST", &format!("/api/v1/vms/{id}/start"))
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_status(&s, &id, "active", Duration::from_secs(240));
+
     // 7. Deleting the baseline breaks no other point.
     let r = s
         .admin_call(
@@ -286,7 +333,7 @@ fn backups_of_a_real_guest_through_dirty_bitmaps() {
     let r = s
         .admin_call("GET", &format!("/api/v1/backups?vm_id={id}"))
         .send();
-    assert_eq!(r.body["total"], 4, "{}", r.text);
+    assert_eq!(r.body["total"], 5, "{}", r.text);
     let r = s
         .admin_call(
             "DELETE",
@@ -348,6 +395,72 @@ fn backups_of_a_real_guest_through_dirty_bitmaps() {
     let r = s.admin_call("GET", "/api/v1/backups").send();
     assert_eq!(r.body["total"], 1);
 
+    // 12. The scheduler runs a schedule when it is due, and retention keeps
+    //     `keep_count` of its backups. Times are UTC, to the minute.
+    let soon = || {
+        (chrono::Utc::now() + chrono::Duration::seconds(60))
+            .format("%H:%M")
+            .to_string()
+    };
+    let r = sp(json!({"vm_id": id, "type": "daily", "time": soon(), "keep_count": 1}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let sid = r.body["data"]["id"].as_u64().unwrap();
+    let ran = |after: Option<&str>| -> Value {
+        let until = Instant::now() + Duration::from_secs(200);
+        loop {
+            let r = s
+                .admin_call("GET", &format!("/api/v1/backup-schedules/{sid}"))
+                .send();
+            let d = r.body["data"].clone();
+            let new_run = d["last_run_at"].as_str().is_some_and(|t| Some(t) != after);
+            if new_run && d["last_run_status"] == "succeeded" {
+                return d;
+            }
+            assert!(d["last_run_status"] != "failed", "{d}");
+            assert!(Instant::now() < until, "the schedule did not run: {d}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    let first = ran(None);
+    assert_eq!(first["consecutive_failures"], 0);
+    let scheduled = |s: &Server| -> Vec<Value> {
+        s.admin_call("GET", &format!("/api/v1/backups?vm_id={id}"))
+            .send()
+            .body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["id"] != b4["id"])
+            .cloned()
+            .collect()
+    };
+    let one = scheduled(&s);
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert_eq!(one[0]["status"], "ready");
+    // Due again: a second run, and retention (keep 1) removes the first.
+    let r = s
+        .admin_call("PATCH", &format!("/api/v1/backup-schedules/{sid}"))
+        .project(&p)
+        .json(json!({"time": soon()}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    ran(first["last_run_at"].as_str());
+    // The second backup finishes, then retention prunes the first.
+    let until = Instant::now() + Duration::from_secs(200);
+    loop {
+        let kept = scheduled(&s);
+        if kept.len() == 1 && kept[0]["id"] != one[0]["id"] && kept[0]["status"] == "ready" {
+            break;
+        }
+        assert!(Instant::now() < until, "retention did not prune: {kept:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    s.admin_call(
+        "GET",
+        &format!("/api/v1/backups/{}", one[0]["id"].as_str().unwrap()),
+    )
+    .send()
+    .error(404);
+
     // Deleting the VM removes its schedules; its backups stay.
     let r = s
         .admin_call("DELETE", &format!("/api/v1/vms/{id}"))
@@ -358,5 +471,5 @@ fn backups_of_a_real_guest_through_dirty_bitmaps() {
     let r = s.admin_call("GET", "/api/v1/backup-schedules").send();
     assert_eq!(r.body["total"], 0, "{}", r.text);
     let r = s.admin_call("GET", "/api/v1/backups").send();
-    assert_eq!(r.body["total"], 1);
+    assert_eq!(r.body["total"], 2);
 }
