@@ -7,6 +7,7 @@ use actix_web::{web, HttpResponse};
 use super::error::ApiError;
 use super::extract::{page, path_uuid, Caller, ProjectHeader};
 use super::types::{self, *};
+use super::vms::done;
 use super::AppState;
 use crate::model;
 use crate::service::{storage_mb, ScheduleWrite, Services};
@@ -63,13 +64,6 @@ fn schedule_dto(s: &Services, x: model::BackupSchedule) -> Result<types::BackupS
         last_run_status: x.last_run_status,
         next_run_at: x.next_run_at,
         created_at: x.created_at,
-    })
-}
-
-fn done(message: String) -> HttpResponse {
-    HttpResponse::Ok().json(SuccessResponse {
-        success: true,
-        message,
     })
 }
 

@@ -63,7 +63,8 @@ fn note(n: model::VmNote) -> VMNote {
     }
 }
 
-fn done(message: String) -> HttpResponse {
+/// `200 {success, message}`: the contract's answer to an action.
+pub(super) fn done(message: String) -> HttpResponse {
     HttpResponse::Ok().json(SuccessResponse {
         success: true,
         message,

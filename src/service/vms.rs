@@ -365,23 +365,7 @@ impl Services {
         region: Option<&str>,
         page: Page,
     ) -> Result<Paged<Vm>, ServiceError> {
-        let projects: Vec<Uuid> = match project {
-            // A project the caller cannot see filters everything out.
-            Some(p) => match self.visible_project(who, p) {
-                Ok(p) => vec![p.id],
-                Err(_) => vec![],
-            },
-            None => self
-                .inner
-                .projects
-                .by_index(
-                    crate::model::Project::BY_ACCOUNT,
-                    &uuid_key(&who.account_id),
-                )?
-                .into_iter()
-                .map(|p| p.id)
-                .collect(),
-        };
+        let projects = self.projects_for_list(who, project)?;
         let mut all = Vec::new();
         for p in projects {
             if who.require_in(&p, "vm.view").is_err() {
