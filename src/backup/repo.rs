@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
@@ -341,10 +341,7 @@ impl Repo {
         let next = AtomicUsize::new(0);
         let done = AtomicU64::new(0);
         let failed = AtomicBool::new(false);
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, 8);
+        let workers = workers();
         let total = todo.len() as u64;
         let results: Vec<Result<(Vec<(usize, Digest)>, u64, u64, u64), BackupError>> =
             std::thread::scope(|s| {
@@ -501,22 +498,51 @@ impl Repo {
         let p = self.point(id)?;
         let tmp = out.with_extension("restoring");
         let result = (|| {
-            let mut f = OpenOptions::new()
+            let f = OpenOptions::new()
                 .create(true)
                 .truncate(true)
                 .write(true)
                 .open(&tmp)
                 .map_err(io(format!("creating {}", tmp.display())))?;
             f.set_len(p.image_size).map_err(io("sizing the output"))?;
-            for (i, d) in self.digests(&p)?.iter().enumerate() {
-                if *d == ZERO {
-                    continue; // already zero in the sparse file
-                }
-                let data = self.chunks.get(d)?;
-                f.seek(SeekFrom::Start(i as u64 * p.chunk_size as u64))
-                    .and_then(|_| f.write_all(&data))
-                    .map_err(io(format!("writing {}", tmp.display())))?;
-            }
+            let digests = self.digests(&p)?;
+            // Zero chunks are already zero in the sparse file.
+            let todo: Vec<usize> = (0..digests.len()).filter(|i| digests[*i] != ZERO).collect();
+            let failed = AtomicBool::new(false);
+            let next = AtomicUsize::new(0);
+            let workers = workers();
+            let results: Vec<Result<(), BackupError>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..workers)
+                    .map(|_| {
+                        s.spawn(|| -> Result<(), BackupError> {
+                            loop {
+                                let k = next.fetch_add(1, Ordering::Relaxed);
+                                if k >= todo.len() || failed.load(Ordering::Relaxed) {
+                                    return Ok(());
+                                }
+                                let i = todo[k];
+                                let r = self.chunks.get(&digests[i]).and_then(|data| {
+                                    f.write_all_at(&data, i as u64 * p.chunk_size as u64)
+                                        .map_err(io(format!("writing {}", tmp.display())))
+                                });
+                                if r.is_err() {
+                                    failed.store(true, Ordering::Relaxed);
+                                    return r;
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(BackupError::Invalid("a restore worker panicked".into()))
+                        })
+                    })
+                    .collect()
+            });
+            results.into_iter().collect::<Result<(), _>>()?;
             f.sync_all().map_err(io("syncing the output"))
         })();
         match result {
@@ -627,6 +653,14 @@ impl Repo {
         }
         Ok((removed, freed))
     }
+}
+
+/// Threads for hashing, compressing and restoring: the cores, up to 8.
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
 }
 
 /// This boot's id: a marker from another boot means the machine went down with it.
