@@ -157,15 +157,24 @@ impl BackupHost {
             return self.finish(&b, Err(e));
         }
         self.update(id, |b| b.status = BackupStatus::Creating)?;
-        let vm = self.vmh()?.load(&b.vm_id)?;
-        let back_to = match ctx.params()["vm_status"].as_str().and_then(VmStatus::parse) {
-            Some(VmStatus::Passive) => VmStatus::Passive,
-            _ => VmStatus::Active,
-        };
+        let vmh = self.vmh()?;
+        let vm = vmh.load(&b.vm_id)?;
         // The contract: a VM shows `provisioning` while a backup of it runs.
-        self.vmh()?.set_status(&vm.id, VmStatus::Provisioning)?;
+        vmh.set_status(&vm.id, VmStatus::Provisioning)?;
         let result = self.capture(ctx, &b, &vm);
-        self.vmh()?.set_status(&vm.id, back_to)?;
+        // Back to what the host shows (a start queued before the backup ran first).
+        let running = matches!(
+            vmh.hv.state(&vm.domain_name()),
+            Ok(Some(PowerState::Running))
+        );
+        vmh.set_status(
+            &vm.id,
+            if running {
+                VmStatus::Active
+            } else {
+                VmStatus::Passive
+            },
+        )?;
         let result = result.map(|(s, m)| {
             (
                 s.point.increment,

@@ -170,11 +170,7 @@ impl Services {
             target: format!("vm/{}", vm.id),
             account_id: Some(vm.account_id),
             project_id: Some(vm.project_id),
-            params: serde_json::json!({
-                "backup_id": b.id,
-                "vm_id": vm.id,
-                "vm_status": vm.status.as_str(),
-            }),
+            params: serde_json::json!({ "backup_id": b.id, "vm_id": vm.id }),
         })?;
         Ok(b)
     }
