@@ -43,17 +43,7 @@ pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Back
 /// `qemu-img map --output=json` of its output image: the extents allocated in the top
 /// image itself (depth 0), which are exactly the blocks the dirty bitmap recorded.
 pub fn changed_from_qemu_map(json: &str) -> Result<Vec<(u64, u64)>, BackupError> {
-    #[derive(serde::Deserialize)]
-    struct Extent {
-        start: u64,
-        length: u64,
-        depth: u64,
-        #[serde(default)]
-        present: bool,
-    }
-    let extents: Vec<Extent> = serde_json::from_str(json)
-        .map_err(|e| BackupError::Invalid(format!("not qemu-img map JSON: {e}")))?;
-    Ok(extents
+    Ok(source::map_entries(json)?
         .into_iter()
         .filter(|e| e.depth == 0 && e.present)
         .map(|e| (e.start, e.length))

@@ -172,33 +172,36 @@ impl Repo {
     /// Every complete point, by series and increment.
     pub fn points(&self) -> Result<Vec<Point>, BackupError> {
         let mut out = Vec::new();
-        let Ok(series) = fs::read_dir(self.root.join("series")) else {
-            return Ok(out);
-        };
-        for s in series.flatten() {
-            let Ok(files) = fs::read_dir(s.path().join("points")) else {
-                continue;
-            };
-            for f in files.flatten() {
-                let name = f.file_name().to_string_lossy().into_owned();
-                if !name.ends_with(".json") {
-                    continue; // a point still being written
-                }
-                let bytes = fs::read(f.path()).map_err(io(format!("reading {name}")))?;
-                let p: Point = serde_json::from_slice(&bytes)
-                    .map_err(|e| BackupError::Format(format!("{name}: {e}")))?;
-                out.push(p);
-            }
+        for dir in self.points_dirs() {
+            out.extend(read_points(&dir, None)?);
         }
         out.sort_by(|a, b| (&a.series, a.increment).cmp(&(&b.series, b.increment)));
         Ok(out)
     }
 
+    /// The complete points of one series, by increment (only that series is read).
+    pub fn series_points(&self, series: &str) -> Result<Vec<Point>, BackupError> {
+        check_series(series)?;
+        let mut out = read_points(&self.series_dir(series).join("points"), None)?;
+        out.sort_by_key(|p| p.increment);
+        Ok(out)
+    }
+
+    /// One point; only its own file is parsed (its name carries the id).
     pub fn point(&self, id: &Uuid) -> Result<Point, BackupError> {
-        self.points()?
-            .into_iter()
-            .find(|p| p.id == *id)
-            .ok_or_else(|| BackupError::NotFound(format!("restore point {id}")))
+        for dir in self.points_dirs() {
+            if let Some(p) = read_points(&dir, Some(id))?.pop() {
+                return Ok(p);
+            }
+        }
+        Err(BackupError::NotFound(format!("restore point {id}")))
+    }
+
+    fn points_dirs(&self) -> Vec<PathBuf> {
+        let Ok(series) = fs::read_dir(self.root.join("series")) else {
+            return Vec::new();
+        };
+        series.flatten().map(|s| s.path().join("points")).collect()
     }
 
     fn point_path(&self, p: &Point) -> PathBuf {
@@ -253,11 +256,7 @@ impl Repo {
         check_series(series)?;
         self.recover()?;
         let cs = self.chunk_size(series, chunk_size)? as usize;
-        let previous = self
-            .points()?
-            .into_iter()
-            .filter(|p| p.series == series)
-            .max_by_key(|p| p.increment);
+        let previous = self.series_points(series)?.pop();
         let increment = previous.as_ref().map(|p| p.increment + 1).unwrap_or(0);
         let size = src.size();
         let n_chunks = size.div_ceil(cs as u64) as usize;
@@ -337,75 +336,57 @@ impl Repo {
         todo: &[usize],
         progress: &(dyn Fn(u64, u64) + Sync),
     ) -> Result<(Vec<(usize, Digest)>, u64, u64, u64), BackupError> {
-        const BATCH: usize = 16;
-        let next = AtomicUsize::new(0);
-        let done = AtomicU64::new(0);
-        let failed = AtomicBool::new(false);
-        let workers = workers();
+        struct Worker {
+            out: Vec<(usize, Digest)>,
+            read: u64,
+            stored: u64,
+            new: u64,
+            buf: Vec<u8>,
+            zeros: Vec<u8>,
+        }
         let total = todo.len() as u64;
-        let results: Vec<Result<(Vec<(usize, Digest)>, u64, u64, u64), BackupError>> =
-            std::thread::scope(|s| {
-                let handles: Vec<_> = (0..workers)
-                    .map(|_| {
-                        s.spawn(|| {
-                            let (mut out, mut read, mut stored, mut new) = (Vec::new(), 0, 0, 0);
-                            let mut buf = vec![0u8; cs];
-                            let zeros = vec![0u8; cs];
-                            loop {
-                                let k = next.fetch_add(BATCH, Ordering::Relaxed);
-                                if k >= todo.len() || failed.load(Ordering::Relaxed) {
-                                    break;
-                                }
-                                let batch = &todo[k..(k + BATCH).min(todo.len())];
-                                for &i in batch {
-                                    if src.is_hole(i as u64 * cs as u64, cs as u64) {
-                                        out.push((i, ZERO));
-                                        continue;
-                                    }
-                                    let n = src
-                                        .read_at(i as u64 * cs as u64, &mut buf)
-                                        .inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
-                                    read += n as u64;
-                                    let data = &buf[..n];
-                                    if data == &zeros[..n] {
-                                        out.push((i, ZERO));
-                                        continue;
-                                    }
-                                    let d: Digest = *blake3::hash(data).as_bytes();
-                                    let (d, added) = self
-                                        .chunks
-                                        .put_hashed(d, data)
-                                        .inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
-                                    if added > 0 {
-                                        new += 1;
-                                    }
-                                    stored += added;
-                                    out.push((i, d));
-                                }
-                                let now = done.fetch_add(batch.len() as u64, Ordering::Relaxed)
-                                    + batch.len() as u64;
-                                progress(now, total);
-                            }
-                            Ok((out, read, stored, new))
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(BackupError::Invalid("a backup worker panicked".into()))
-                        })
-                    })
-                    .collect()
-            });
+        let workers = on_all_cores(
+            todo.len(),
+            || Worker {
+                out: Vec::new(),
+                read: 0,
+                stored: 0,
+                new: 0,
+                buf: vec![0u8; cs],
+                zeros: vec![0u8; cs],
+            },
+            |w, k| {
+                let i = todo[k];
+                let offset = i as u64 * cs as u64;
+                if src.is_hole(offset, cs as u64) {
+                    w.out.push((i, ZERO));
+                    return Ok(());
+                }
+                let n = src.read_at(offset, &mut w.buf)?;
+                w.read += n as u64;
+                let data = &w.buf[..n];
+                if data == &w.zeros[..n] {
+                    w.out.push((i, ZERO));
+                    return Ok(());
+                }
+                let (d, added) = self
+                    .chunks
+                    .put_hashed(*blake3::hash(data).as_bytes(), data)?;
+                if added > 0 {
+                    w.new += 1;
+                }
+                w.stored += added;
+                w.out.push((i, d));
+                Ok(())
+            },
+            |done| progress(done, total),
+        )?;
         let (mut all, mut read, mut stored, mut new) = (Vec::with_capacity(todo.len()), 0, 0, 0);
-        for r in results {
-            let (out, r_, s_, n_) = r?;
-            all.extend(out);
-            read += r_;
-            stored += s_;
-            new += n_;
+        for w in workers {
+            all.extend(w.out);
+            read += w.read;
+            stored += w.stored;
+            new += w.new;
         }
         Ok((all, read, stored, new))
     }
@@ -508,41 +489,17 @@ impl Repo {
             let digests = self.digests(&p)?;
             // Zero chunks are already zero in the sparse file.
             let todo: Vec<usize> = (0..digests.len()).filter(|i| digests[*i] != ZERO).collect();
-            let failed = AtomicBool::new(false);
-            let next = AtomicUsize::new(0);
-            let workers = workers();
-            let results: Vec<Result<(), BackupError>> = std::thread::scope(|s| {
-                let handles: Vec<_> = (0..workers)
-                    .map(|_| {
-                        s.spawn(|| -> Result<(), BackupError> {
-                            loop {
-                                let k = next.fetch_add(1, Ordering::Relaxed);
-                                if k >= todo.len() || failed.load(Ordering::Relaxed) {
-                                    return Ok(());
-                                }
-                                let i = todo[k];
-                                let r = self.chunks.get(&digests[i]).and_then(|data| {
-                                    f.write_all_at(&data, i as u64 * p.chunk_size as u64)
-                                        .map_err(io(format!("writing {}", tmp.display())))
-                                });
-                                if r.is_err() {
-                                    failed.store(true, Ordering::Relaxed);
-                                    return r;
-                                }
-                            }
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(BackupError::Invalid("a restore worker panicked".into()))
-                        })
-                    })
-                    .collect()
-            });
-            results.into_iter().collect::<Result<(), _>>()?;
+            on_all_cores(
+                todo.len(),
+                || (),
+                |_, k| {
+                    let i = todo[k];
+                    let data = self.chunks.get(&digests[i])?;
+                    f.write_all_at(&data, i as u64 * p.chunk_size as u64)
+                        .map_err(io(format!("writing {}", tmp.display())))
+                },
+                |_| {},
+            )?;
             f.sync_all().map_err(io("syncing the output"))
         })();
         match result {
@@ -577,11 +534,13 @@ impl Repo {
         let mut report = VerifyReport::default();
         let mut seen: HashMap<Digest, bool> = HashMap::new();
         let mut bad_chunks = HashSet::new();
-        for p in self
-            .points()?
-            .into_iter()
-            .filter(|p| only.is_none_or(|id| p.id == *id))
-        {
+        let points = match only.map(|id| self.point(id)) {
+            Some(Ok(p)) => vec![p],
+            Some(Err(BackupError::NotFound(_))) => vec![],
+            Some(Err(e)) => return Err(e),
+            None => self.points()?,
+        };
+        for p in points {
             report.checked_points += 1;
             let mut ok = true;
             let mut check = |d: Digest, repo: &Repo| -> bool {
@@ -655,12 +614,71 @@ impl Repo {
     }
 }
 
-/// Threads for hashing, compressing and restoring: the cores, up to 8.
-fn workers() -> usize {
-    std::thread::available_parallelism()
+/// The complete points in a series' `points` directory (all, or the one named `only`).
+fn read_points(dir: &Path, only: Option<&Uuid>) -> Result<Vec<Point>, BackupError> {
+    let Ok(files) = fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let suffix = only.map(|id| format!("-{id}.json"));
+    let mut out = Vec::new();
+    for f in files.flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".json") {
+            continue; // a point still being written
+        }
+        if suffix.as_ref().is_some_and(|s| !name.ends_with(s.as_str())) {
+            continue;
+        }
+        let bytes = fs::read(f.path()).map_err(io(format!("reading {name}")))?;
+        let p: Point = serde_json::from_slice(&bytes)
+            .map_err(|e| BackupError::Format(format!("{name}: {e}")))?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// Runs `work` on items `0..n` on every core (up to 8 threads), 16 items at a time.
+/// Each thread folds its items into its own state from `init`; the first error stops
+/// the others and is returned. `done` hears how many items are finished.
+fn on_all_cores<T: Send>(
+    n: usize,
+    init: impl Fn() -> T + Sync,
+    work: impl Fn(&mut T, usize) -> Result<(), BackupError> + Sync,
+    done: impl Fn(u64) + Sync,
+) -> Result<Vec<T>, BackupError> {
+    const BATCH: usize = 16;
+    let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-        .clamp(1, 8)
+        .clamp(1, 8);
+    let next = AtomicUsize::new(0);
+    let finished = AtomicU64::new(0);
+    let failed = AtomicBool::new(false);
+    let worker = || -> Result<T, BackupError> {
+        let mut state = init();
+        loop {
+            let k = next.fetch_add(BATCH, Ordering::Relaxed);
+            if k >= n || failed.load(Ordering::Relaxed) {
+                return Ok(state);
+            }
+            let end = (k + BATCH).min(n);
+            for item in k..end {
+                work(&mut state, item).inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
+            }
+            done(finished.fetch_add((end - k) as u64, Ordering::Relaxed) + (end - k) as u64);
+        }
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(worker)).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(BackupError::Invalid("a worker thread panicked".into()))
+                })
+            })
+            .collect()
+    })
 }
 
 /// This boot's id: a marker from another boot means the machine went down with it.

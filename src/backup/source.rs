@@ -98,6 +98,26 @@ impl Source for RawImage {
     }
 }
 
+/// One line of `qemu-img map --output=json`.
+#[derive(serde::Deserialize)]
+pub(super) struct MapEntry {
+    pub start: u64,
+    pub length: u64,
+    pub depth: u64,
+    #[serde(default)]
+    pub present: bool,
+    #[serde(default)]
+    pub zero: bool,
+    #[serde(default)]
+    pub data: bool,
+    pub offset: Option<u64>,
+}
+
+pub(super) fn map_entries(json: &str) -> Result<Vec<MapEntry>, BackupError> {
+    serde_json::from_str(json)
+        .map_err(|e| BackupError::Invalid(format!("not qemu-img map JSON: {e}")))
+}
+
 /// One extent the top image of a QEMU incremental backup holds itself.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Extent {
@@ -122,21 +142,7 @@ pub struct QemuIncrement {
 impl QemuIncrement {
     /// `map_json` is `qemu-img map --output=json` of `qcow2`.
     pub fn open(qcow2: &Path, map_json: &str) -> Result<QemuIncrement, BackupError> {
-        #[derive(serde::Deserialize)]
-        struct MapEntry {
-            start: u64,
-            length: u64,
-            depth: u64,
-            #[serde(default)]
-            present: bool,
-            #[serde(default)]
-            zero: bool,
-            #[serde(default)]
-            data: bool,
-            offset: Option<u64>,
-        }
-        let entries: Vec<MapEntry> = serde_json::from_str(map_json)
-            .map_err(|e| BackupError::Invalid(format!("not qemu-img map JSON: {e}")))?;
+        let entries = map_entries(map_json)?;
         let size = entries
             .iter()
             .map(|e| e.start + e.length)
