@@ -84,6 +84,15 @@ pub struct BackupChain {
 }
 
 impl BackupChain {
+    /// A VM's state before its first backup: series 0, no checkpoint.
+    pub fn fresh(vm_id: Uuid) -> Self {
+        BackupChain {
+            vm_id,
+            generation: 0,
+            checkpoint: None,
+        }
+    }
+
     pub fn series(&self) -> String {
         format!("vm-{}-{}", self.vm_id, self.generation)
     }

@@ -124,11 +124,7 @@ impl BackupHost {
             .chains
             .get(&uuid_key(vm))
             .map_err(|e| e.to_string())?
-            .unwrap_or(BackupChain {
-                vm_id: *vm,
-                generation: 0,
-                checkpoint: None,
-            }))
+            .unwrap_or_else(|| BackupChain::fresh(*vm)))
     }
 
     /// Records the checkpoint the next incremental counts from, unless reset-chain
@@ -323,12 +319,11 @@ impl BackupHost {
         }
         let chain = self.chain(&vm.id)?;
         let series = b.series.clone();
-        let has_previous = self
+        let has_previous = !self
             .repo
-            .points()
+            .series_points(&series)
             .map_err(|e| e.to_string())?
-            .iter()
-            .any(|p| p.series == series);
+            .is_empty();
         let existing = hv.checkpoints(&name).map_err(|e| e.to_string())?;
         if let (Some(since), true) = (&chain.checkpoint, has_previous) {
             if existing.contains(since) {
@@ -387,7 +382,6 @@ impl BackupHost {
             .vmh()?
             .dir(&vm.id)
             .join(format!("backup-{}.qcow2", b.id));
-        remove_if_present(&target)?;
         let req = DiskBackup {
             disk: "vda".into(),
             skip: vec!["vdb".into()],

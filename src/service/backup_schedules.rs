@@ -277,13 +277,13 @@ impl Services {
         w: &ScheduleWrite,
     ) -> Result<BackupSchedule, ServiceError> {
         let s = self.visible_schedule(who, id, "backup.manage")?;
-        if let Some(h) = header {
-            if self.project_scope(who, Some(h), "backup.manage")?.id != s.project_id {
-                return Err(ServiceError::NotFound {
-                    kind: "Backup schedule",
-                });
-            }
-        }
+        self.header_names(
+            who,
+            header,
+            &s.project_id,
+            "backup.manage",
+            "Backup schedule",
+        )?;
         let kind = w.kind.clone().unwrap_or(s.kind.clone());
         // Switching to daily drops the day; switching to weekly needs one.
         let day = match (&w.day_of_week, kind.as_str()) {
@@ -323,13 +323,13 @@ impl Services {
         id: u64,
     ) -> Result<BackupSchedule, ServiceError> {
         let s = self.visible_schedule(who, id, "backup.delete")?;
-        if let Some(h) = header {
-            if self.project_scope(who, Some(h), "backup.delete")?.id != s.project_id {
-                return Err(ServiceError::NotFound {
-                    kind: "Backup schedule",
-                });
-            }
-        }
+        self.header_names(
+            who,
+            header,
+            &s.project_id,
+            "backup.delete",
+            "Backup schedule",
+        )?;
         self.inner.schedules.delete(&BackupSchedule::key_of(id))?;
         Ok(s)
     }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{check_name, invalid, Page, Paged, Principal, ServiceError, Services};
 use crate::jobs::NewJob;
-use crate::model::{now, uuid_key, Backup, BackupChain, BackupStatus, Job, Project, Vm, VmStatus};
+use crate::model::{now, uuid_key, Backup, BackupChain, BackupStatus, Job, Vm, VmStatus};
 
 /// Bytes as the contract's `storage_size`: whole MB, rounded up, so a point that
 /// stored anything never shows 0.
@@ -57,12 +57,7 @@ impl Services {
         perm: &str,
     ) -> Result<Backup, ServiceError> {
         let b = self.visible_backup(who, id, perm)?;
-        if let Some(h) = header {
-            let p = self.project_scope(who, Some(h), perm)?;
-            if p.id != b.project_id {
-                return Err(ServiceError::NotFound { kind: "Backup" });
-            }
-        }
+        self.header_names(who, header, &b.project_id, perm, "Backup")?;
         Ok(b)
     }
 
@@ -85,28 +80,6 @@ impl Services {
         });
         all.sort_by_key(|b| (b.created_at, b.id));
         Ok(Paged::of(all, page))
-    }
-
-    /// The projects a list covers: the one in the header (none when the caller cannot
-    /// see it), or every project of the account.
-    pub(crate) fn projects_for_list(
-        &self,
-        who: &Principal,
-        project: Option<&Uuid>,
-    ) -> Result<Vec<Uuid>, ServiceError> {
-        Ok(match project {
-            Some(p) => match self.visible_project(who, p) {
-                Ok(p) => vec![p.id],
-                Err(_) => vec![],
-            },
-            None => self
-                .inner
-                .projects
-                .by_index(Project::BY_ACCOUNT, &uuid_key(&who.account_id))?
-                .into_iter()
-                .map(|p| p.id)
-                .collect(),
-        })
     }
 
     pub fn get_backup(&self, who: &Principal, id: &Uuid) -> Result<Backup, ServiceError> {
@@ -180,11 +153,7 @@ impl Services {
             .inner
             .backup_chains
             .get(&uuid_key(vm))?
-            .unwrap_or(BackupChain {
-                vm_id: *vm,
-                generation: 0,
-                checkpoint: None,
-            }))
+            .unwrap_or_else(|| BackupChain::fresh(*vm)))
     }
 
     fn refuse_busy(b: &Backup) -> Result<(), ServiceError> {

@@ -79,6 +79,46 @@ impl Services {
         Ok(p)
     }
 
+    /// The projects a list covers: the one in the header (none when the caller cannot
+    /// see it), or every project of the account.
+    pub(crate) fn projects_for_list(
+        &self,
+        who: &Principal,
+        project: Option<&Uuid>,
+    ) -> Result<Vec<Uuid>, ServiceError> {
+        Ok(match project {
+            Some(p) => match self.visible_project(who, p) {
+                Ok(p) => vec![p.id],
+                Err(_) => vec![],
+            },
+            None => self
+                .inner
+                .projects
+                .by_index(Project::BY_ACCOUNT, &uuid_key(&who.account_id))?
+                .into_iter()
+                .map(|p| p.id)
+                .collect(),
+        })
+    }
+
+    /// For a change to a resource whose get does not need `X-Project-ID`: when the
+    /// header is given, it must name the resource's project (else 404 as `kind`).
+    pub(crate) fn header_names(
+        &self,
+        who: &Principal,
+        header: Option<&str>,
+        project: &Uuid,
+        perm: &str,
+        kind: &'static str,
+    ) -> Result<(), ServiceError> {
+        match header {
+            Some(h) if self.project_scope(who, Some(h), perm)?.id != *project => {
+                Err(ServiceError::NotFound { kind })
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn list_projects(
         &self,
         who: &Principal,
