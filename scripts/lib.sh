@@ -25,7 +25,7 @@ need_pkgs() {
 
 # Build dependencies of the skiff binary.
 need_build_deps() {
-    need_pkgs build-essential pkg-config ca-certificates libvirt-dev
+    need_pkgs build-essential pkg-config ca-certificates libvirt-dev clang llvm libbpf-dev linux-libc-dev
     command -v cargo >/dev/null || { echo "cargo not found: install Rust (the machine's stable toolchain)" >&2; return 1; }
 }
 

@@ -2,6 +2,7 @@
 //! links, not VMs or projects.
 
 pub mod bridge;
+pub mod firewall;
 
 use std::net::Ipv4Addr;
 
