@@ -96,6 +96,8 @@ stop_test_host() {
     for _ in $(seq 50); do pgrep -x libvirtd >/dev/null || pgrep -x virtlogd >/dev/null || break; sleep 0.1; done
     rm -f /run/libvirtd.pid /run/virtlogd.pid
     ip netns del "${SKT_NETNS:-skiff-test}" 2>/dev/null || true
+    # The system tests' firewall pins (maps and links outlive skiff by design).
+    rm -rf /sys/fs/bpf/skiff-test-* 2>/dev/null || true
 }
 
 # libvirt for the appliance itself (no systemd here): virtlogd and libvirtd in this

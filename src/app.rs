@@ -13,7 +13,9 @@ use crate::compute::{Accel, Hypervisor, Libvirt};
 use crate::config::Config;
 use crate::jobs::Reconciler;
 use crate::network::{bridge, Cidr};
-use crate::service::{BackupScheduler, InitReport, ServiceError, Services, VmReconciler};
+use crate::service::{
+    BackupScheduler, FirewallReconciler, InitReport, ServiceError, Services, VmReconciler,
+};
 use crate::store::{Store, StoreError};
 
 /// Errors of starting the appliance.
@@ -114,7 +116,10 @@ pub async fn serve(cfg: Config, on_first_start: impl FnOnce(&InitReport)) -> Res
     }
     let (requeued, failed) = services.jobs().recover().map_err(ServiceError::from)?;
     tracing::info!(requeued, failed, "interrupted jobs settled");
-    let reconciler = Reconciler::new(vec![Arc::new(VmReconciler(services.clone()))]);
+    let reconciler = Reconciler::new(vec![
+        Arc::new(VmReconciler(services.clone())),
+        Arc::new(FirewallReconciler(services.clone())),
+    ]);
     reconciler.run_once();
     reconciler.start(Duration::from_secs(cfg.reconcile_interval_secs));
     Reconciler::new(vec![Arc::new(BackupScheduler(services.clone()))]).start(Duration::from_secs(

@@ -131,6 +131,48 @@ pub struct NetworkConfig {
     /// need different prefixes.
     pub tap_prefix: String,
     pub public: PublicNetworkConfig,
+    pub firewall: FirewallConfig,
+}
+
+/// The security-group data plane (eBPF on every VM tap; needs root and bpffs).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FirewallConfig {
+    /// Off: security groups can be edited but not attached, and nothing is filtered.
+    pub enabled: bool,
+    /// A bpffs directory for the pinned maps and links; they keep the rules in force
+    /// while skiff restarts. Two skiff instances on one host need two directories.
+    pub bpf_dir: PathBuf,
+    /// Idle time after which a tracked connection is forgotten, per kind.
+    pub conntrack_tcp_secs: u64,
+    pub conntrack_udp_secs: u64,
+    pub conntrack_icmp_secs: u64,
+    pub conntrack_other_secs: u64,
+}
+
+impl Default for FirewallConfig {
+    fn default() -> Self {
+        let t = crate::network::firewall::Timeouts::default();
+        FirewallConfig {
+            enabled: true,
+            bpf_dir: PathBuf::from("/sys/fs/bpf/skiff"),
+            conntrack_tcp_secs: t.tcp_secs,
+            conntrack_udp_secs: t.udp_secs,
+            conntrack_icmp_secs: t.icmp_secs,
+            conntrack_other_secs: t.other_secs,
+        }
+    }
+}
+
+impl FirewallConfig {
+    pub fn timeouts(&self) -> crate::network::firewall::Timeouts {
+        crate::network::firewall::Timeouts {
+            tcp_secs: self.conntrack_tcp_secs,
+            udp_secs: self.conntrack_udp_secs,
+            icmp_secs: self.conntrack_icmp_secs,
+            other_secs: self.conntrack_other_secs,
+        }
+    }
 }
 
 impl Default for NetworkConfig {
@@ -138,6 +180,7 @@ impl Default for NetworkConfig {
         NetworkConfig {
             tap_prefix: "skv".into(),
             public: PublicNetworkConfig::default(),
+            firewall: FirewallConfig::default(),
         }
     }
 }

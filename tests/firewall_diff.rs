@@ -327,3 +327,62 @@ fn reply(f: &[u8]) -> Option<Vec<u8>> {
     }
     Some(r)
 }
+
+/// A second process (here: a second load) takes over the pinned maps: the rules stay
+/// in force in between, and it rewrites them without losing or doubling anything.
+#[test]
+fn a_restart_takes_over_the_pinned_maps() {
+    let Some(dir) = bpf_dir("restart") else {
+        return;
+    };
+    let _cleanup = RemoveOnDrop(dir.clone());
+    let policy = NicPolicy {
+        nic: 3,
+        mac: VM_MAC,
+        addrs: vec![ip("10.1.2.3")],
+        filtered: true,
+        egress_restricted: false,
+        rules: vec![FwRule {
+            id: 77,
+            dir: Dir::In,
+            proto: Some(TCP),
+            ports: (80, 80),
+            remotes: vec![Prefix::new(ip("10.0.0.0"), 8).unwrap()],
+        }],
+    };
+    let syn = |port: u16| {
+        let mut s = Spec::new(ip("10.9.9.9"), ip("10.1.2.3"), TCP);
+        s.dport = port;
+        s.sport = 40000 + port;
+        s.build()
+    };
+    let fw = Firewall::open(&dir, TIMEOUTS).unwrap();
+    fw.set_policy(1, &policy).unwrap();
+    assert!(fw.test_run(Dir::In, &syn(80), 1).unwrap().0);
+    assert!(!fw.test_run(Dir::In, &syn(81), 1).unwrap().0);
+    drop(fw);
+
+    let fw = Firewall::open(&dir, TIMEOUTS).unwrap();
+    assert!(
+        fw.test_run(Dir::In, &syn(80), 1).unwrap().0,
+        "pinned rules before any sync"
+    );
+    fw.set_policy(1, &policy).unwrap();
+    assert!(
+        fw.test_run(Dir::In, &syn(80), 1).unwrap().0,
+        "rewritten after the restart"
+    );
+    assert!(!fw.test_run(Dir::In, &syn(81), 1).unwrap().0);
+    let mut p2 = policy.clone();
+    p2.rules[0].ports = (81, 81);
+    fw.set_policy(1, &p2).unwrap();
+    assert!(
+        !fw.test_run(Dir::In, &syn(80), 1).unwrap().0,
+        "the old slot is gone"
+    );
+    assert!(fw.test_run(Dir::In, &syn(81), 1).unwrap().0);
+    assert!(
+        fw.counters().unwrap()[&77].packets >= 3,
+        "counters survive the restart"
+    );
+}

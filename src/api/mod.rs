@@ -14,6 +14,7 @@ mod permissions;
 mod projects;
 pub mod ratelimit;
 mod roles;
+mod security_groups;
 mod ssh_keys;
 mod system;
 pub mod types;
@@ -127,6 +128,9 @@ impl utoipa::Modify for BodyResponses {
         backups::restore, backups::reset_chain, backups::verify,
         backups::list_schedules, backups::create_schedule, backups::get_schedule,
         backups::update_schedule, backups::delete_schedule,
+        security_groups::list, security_groups::create, security_groups::templates,
+        security_groups::get, security_groups::update, security_groups::delete,
+        security_groups::attach, security_groups::detach,
     ),
     modifiers(&SecurityAddon, &BodyResponses),
     security(("ApiKeyAuth" = [])),
@@ -283,6 +287,29 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
                     .route(web::get().to(backups::get_schedule))
                     .route(web::patch().to(backups::update_schedule))
                     .route(web::delete().to(backups::delete_schedule)),
+            )
+            .service(
+                res("/security-groups", "GET, POST")
+                    .route(web::get().to(security_groups::list))
+                    .route(web::post().to(security_groups::create)),
+            )
+            .service(
+                res("/security-groups/templates", "GET")
+                    .route(web::get().to(security_groups::templates)),
+            )
+            .service(
+                res("/security-groups/{id}", "GET, PUT, DELETE")
+                    .route(web::get().to(security_groups::get))
+                    .route(web::put().to(security_groups::update))
+                    .route(web::delete().to(security_groups::delete)),
+            )
+            .service(
+                res("/vms/{id}/security-groups", "POST")
+                    .route(web::post().to(security_groups::attach)),
+            )
+            .service(
+                res("/vms/{id}/security-groups/{sg_id}/{nic_id}", "DELETE")
+                    .route(web::delete().to(security_groups::detach)),
             ),
     )
     .service(

@@ -624,6 +624,11 @@ pub struct VMNetwork {
     #[serde(rename = "type")]
     pub kind: String,
     pub is_primary: bool,
+    /// The first security group attached to this NIC, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_group_id: Option<Uuid>,
+    /// Every security group attached to this NIC (skiff: a NIC may carry several).
+    pub security_group_ids: Vec<Uuid>,
 }
 
 listed!(VMNetworkList, VMNetwork);
@@ -840,4 +845,95 @@ pub struct UpdateBackupScheduleRequest {
 pub struct VerifyBackupsRequest {
     /// One backup; the whole repository when omitted (needs account settings rights).
     pub backup_id: Option<Uuid>,
+}
+
+// ---------------------------------------------------------------- security groups
+
+/// One allow rule in the contract's shape, plus skiff's read-only `id`, `packets`,
+/// `bytes` and the optional `remote_group_id`.
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+pub struct SecurityGroupRule {
+    /// `TCP`, `UDP`, `ICMP`, `ICMPV6`, `IPSEC`, `ALL`, or an IP protocol number.
+    pub protocol: String,
+    /// `INBOUND` or `OUTBOUND`.
+    pub rule_type: String,
+    /// `80` or `8000:9000`; empty for all ports (and for protocols without ports).
+    #[serde(default)]
+    pub range: Option<String>,
+    /// Remote address; empty for any. A CIDR (`10.0.0.0/8`) is accepted too.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// Prefix length for `ip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<i64>,
+    /// skiff: allow the current addresses of this group's NICs (the Tavu dialect's
+    /// remote group). Exclusive with `ip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_group_id: Option<Uuid>,
+    /// skiff, read-only: the rule's id; its counters follow it across updates.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    /// skiff, read-only: packets of the flows this rule admitted, both ways.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub packets: Option<u64>,
+    /// skiff, read-only: bytes of those packets.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SecurityGroup {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub rules: Vec<SecurityGroupRule>,
+    /// NICs currently carrying this group.
+    pub vm_count: usize,
+    pub project_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+single!(SecurityGroupResponse, SecurityGroup);
+listed!(SecurityGroupList, SecurityGroup);
+
+#[derive(Serialize, ToSchema)]
+pub struct SecurityGroupTemplate {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub rules: Vec<SecurityGroupRule>,
+}
+
+listed!(SecurityGroupTemplateList, SecurityGroupTemplate);
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateSecurityGroupRequest {
+    #[schema(min_length = 1, max_length = 64)]
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub template_id: Option<String>,
+    #[serde(default)]
+    pub rules: Option<Vec<SecurityGroupRule>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateSecurityGroupRequest {
+    #[schema(min_length = 1, max_length = 64)]
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub rules: Option<Vec<SecurityGroupRule>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct AttachSecurityGroupRequest {
+    pub security_group_id: Uuid,
+    pub nic_id: u64,
 }

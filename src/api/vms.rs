@@ -356,6 +356,8 @@ pub async fn networks(
             mac: n.mac,
             gateway: n.gateway,
             kind: n.kind,
+            security_group_id: n.security_groups.first().copied(),
+            security_group_ids: n.security_groups,
         })
         .collect();
     Ok(HttpResponse::Ok().json(VMNetworkList {

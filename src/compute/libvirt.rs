@@ -210,6 +210,13 @@ impl Hypervisor for Libvirt {
             .map_err(fail("start paused"))
     }
 
+    fn resume(&self, name: &str) -> Result<(), ComputeError> {
+        self.existing(name)?
+            .resume()
+            .map(|_| ())
+            .map_err(fail("resume"))
+    }
+
     fn backup_begin(&self, name: &str, req: &DiskBackup) -> Result<(), ComputeError> {
         let d = self.existing(name)?;
         let backup = cstring(&xml::backup_xml(req))?;

@@ -152,6 +152,8 @@ pub trait Hypervisor: Send + Sync + 'static {
     /// Starts the domain with its CPUs paused: the disk is live (for a backup of a
     /// stopped VM) but the guest does not run.
     fn start_paused(&self, name: &str) -> Result<(), ComputeError>;
+    /// Lets a paused domain's CPUs run.
+    fn resume(&self, name: &str) -> Result<(), ComputeError>;
     /// Starts a backup job on a running domain; poll it with `backup_progress`.
     fn backup_begin(&self, name: &str, req: &DiskBackup) -> Result<(), ComputeError>;
     fn backup_progress(&self, name: &str) -> Result<BackupProgress, ComputeError>;

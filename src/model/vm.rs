@@ -99,6 +99,9 @@ pub struct Nic {
     pub gateway: String,
     pub bridge: String,
     pub tap: String,
+    /// Attached security groups; their rules' union applies to the NIC.
+    #[serde(default)]
+    pub security_groups: Vec<Uuid>,
 }
 
 /// A virtual machine.

@@ -7,10 +7,12 @@ mod backup_jobs;
 mod backup_schedules;
 mod backups;
 pub mod catalog;
+mod firewall;
 mod init;
 mod jobs;
 mod projects;
 mod roles;
+mod security_groups;
 mod ssh_keys;
 pub mod sshkey;
 mod templates;
@@ -23,8 +25,10 @@ pub use api_keys::{ApiKeyChange, NewApiKey, WithSecret};
 pub use authz::Principal;
 pub use backup_schedules::{runtime_text, BackupScheduler, ScheduleWrite};
 pub use backups::storage_mb;
+pub use firewall::FirewallReconciler;
 pub use init::InitReport;
 pub use projects::{NewProject, ProjectChange};
+pub use security_groups::{raff_rule, sg_templates, GroupWrite, RaffRule, SgTemplate};
 pub use templates::{ImportTemplate, SaveImage};
 pub use vm_meta::NoteWrite;
 pub use vm_reconcile::VmReconciler;
@@ -36,8 +40,8 @@ use crate::compute::Hypervisor;
 use crate::config::{CatalogConfig, Config, PublicNetworkConfig};
 use crate::jobs::{DiagSteps, JobEngine, JobError, JobHandler};
 use crate::model::{
-    Account, ApiKey, Backup, BackupChain, BackupSchedule, IpLease, Project, SshKey, Template, User,
-    Vm, VmNote,
+    Account, ApiKey, Backup, BackupChain, BackupSchedule, IpLease, Project, SecurityGroup, SshKey,
+    Template, User, Vm, VmNote,
 };
 use crate::store::{Store, StoreError, Table};
 
@@ -128,6 +132,11 @@ struct Inner {
     backups: Table<Backup>,
     backup_chains: Table<BackupChain>,
     schedules: Table<BackupSchedule>,
+    groups: Table<SecurityGroup>,
+    /// The security-group data plane; `None` when compute is off or it cannot load
+    /// (then `firewall_down` says why).
+    firewall: Option<Arc<firewall::FirewallHost>>,
+    firewall_down: Option<String>,
     /// `None` when compute is off or the repository could not be opened.
     backup_host: Option<Arc<backup_jobs::BackupHost>>,
     data_dir: std::path::PathBuf,
@@ -162,6 +171,28 @@ impl Services {
         };
         let mut backup_host = None;
         let mut vm_host = None;
+        let (firewall, firewall_down) = match (&hypervisor, cfg.network.firewall.enabled) {
+            (None, _) => (None, Some("compute is off".to_string())),
+            (Some(_), false) => (None, Some("[network.firewall] enabled = false".to_string())),
+            (Some(_), true) => {
+                let fc = &cfg.network.firewall;
+                match crate::network::firewall::Firewall::open(&fc.bpf_dir, fc.timeouts()) {
+                    Ok(fw) => (
+                        Some(Arc::new(firewall::FirewallHost {
+                            fw,
+                            vms: store.table()?,
+                            groups: store.table()?,
+                            lock: std::sync::Mutex::new(()),
+                        })),
+                        None,
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e, "security groups and anti-spoofing are NOT enforced");
+                        (None, Some(e.to_string()))
+                    }
+                }
+            }
+        };
         if let Some(hv) = &hypervisor {
             let host = Arc::new(vm_jobs::VmHost {
                 vms: store.table()?,
@@ -172,6 +203,7 @@ impl Services {
                 templates: cfg.catalog.templates.clone(),
                 imported: store.table()?,
                 nameservers: cfg.network.public.nameservers.clone(),
+                firewall: firewall.clone(),
             });
             for kind in vm_jobs::KINDS {
                 handlers.push(Arc::new(vm_jobs::VmJob {
@@ -220,6 +252,9 @@ impl Services {
                 backups: store.table()?,
                 backup_chains: store.table()?,
                 schedules: store.table()?,
+                groups: store.table()?,
+                firewall,
+                firewall_down,
                 backup_host,
                 data_dir: cfg.data_dir.clone(),
                 store,

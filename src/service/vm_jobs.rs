@@ -26,6 +26,8 @@ pub(crate) struct VmHost {
     pub templates: Vec<TemplateConfig>,
     pub imported: Table<crate::model::Template>,
     pub nameservers: Vec<String>,
+    /// Security groups: applied between creating the tap and running the guest.
+    pub firewall: Option<Arc<super::firewall::FirewallHost>>,
 }
 
 pub(crate) const KINDS: &[&str] = &[
@@ -260,7 +262,7 @@ impl VmHost {
         let name = vm.domain_name();
         let running = self.hv.state(&name).map_err(|e| e.to_string())? == Some(PowerState::Running);
         match (running, reset) {
-            (false, _) => self.hv.start(&name),
+            (false, _) => self.start_filtered(&name),
             (true, true) => self.hv.reboot(&name, true),
             // Already running (a resumed job, or a start that raced a boot): it is up.
             (true, false) => return self.set_status(&vm.id, VmStatus::Active),
@@ -268,6 +270,17 @@ impl VmHost {
         .map_err(|e| e.to_string())?;
         self.wait_ready(vm, offset)?;
         self.set_status(&vm.id, VmStatus::Active)
+    }
+
+    /// Starts the domain with its CPUs paused, puts the firewall on its new taps, then
+    /// lets it run: the guest never sends a packet unfiltered.
+    fn start_filtered(&self, name: &str) -> Result<(), crate::compute::ComputeError> {
+        let Some(fw) = &self.firewall else {
+            return self.hv.start(name);
+        };
+        self.hv.start_paused(name)?;
+        fw.sync_logged();
+        self.hv.resume(name)
     }
 
     fn wait_ready(&self, vm: &Vm, offset: u64) -> Result<(), String> {
@@ -363,6 +376,9 @@ impl VmHost {
             }
         }
         self.vms.delete(&uuid_key(id)).map_err(|e| e.to_string())?;
+        if let Some(fw) = &self.firewall {
+            fw.sync_logged();
+        }
         Ok(())
     }
 }

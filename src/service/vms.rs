@@ -342,6 +342,7 @@ impl Services {
                 gateway,
                 bridge: self.inner.public_net.bridge.clone(),
                 tap: format!("{}{nic_id}", self.inner.tap_prefix),
+                security_groups: Vec::new(),
             }],
             tags,
             deleting: false,

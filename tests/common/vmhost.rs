@@ -54,6 +54,9 @@ stop_timeout_secs = 20
 [network]
 tap_prefix = "{tap_prefix}"
 
+[network.firewall]
+bpf_dir = "/sys/fs/bpf/skiff-test-{tap_prefix}"
+
 [network.public]
 bridge = "{bridge}"
 cidr = "{cidr}"

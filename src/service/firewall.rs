@@ -1,0 +1,189 @@
+//! Security groups on the host: resolves every NIC's groups (remote groups included)
+//! into a [`NicPolicy`] and hands the whole set to the eBPF driver, which changes only
+//! what differs. Called after every change that can alter a policy (rules, attachments,
+//! VM boot and delete) and by the reconciler, which also re-attaches after a restart.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use uuid::Uuid;
+
+use crate::jobs::Reconcile;
+use crate::model::{Family, SecurityGroup, SgDirection, SgProtocol, SgRemote, SgRule, Vm};
+use crate::network::firewall::{
+    link_local, parse_mac, Counter, Dir, Firewall, FwRule, NicPolicy, Prefix,
+};
+use crate::store::Table;
+
+pub(crate) struct FirewallHost {
+    pub fw: Firewall,
+    pub vms: Table<Vm>,
+    pub groups: Table<SecurityGroup>,
+    /// One sync at a time, so that an older view never overwrites a newer one.
+    pub lock: Mutex<()>,
+}
+
+fn families(rule: &SgRule) -> Vec<Family> {
+    match (rule.family, rule.protocol) {
+        (Some(f), _) => vec![f],
+        (None, SgProtocol::Icmp) => vec![Family::V4],
+        (None, SgProtocol::Icmpv6) => vec![Family::V6],
+        (None, _) => vec![Family::V4, Family::V6],
+    }
+}
+
+fn family_of(a: &IpAddr) -> Family {
+    if a.is_ipv4() {
+        Family::V4
+    } else {
+        Family::V6
+    }
+}
+
+/// The data plane's form of one rule: protocols expanded, remote groups resolved to
+/// their members' addresses.
+pub(crate) fn resolve(rule: &SgRule, members: &HashMap<Uuid, Vec<IpAddr>>) -> Vec<FwRule> {
+    let fams = families(rule);
+    let remotes: Vec<Prefix> = match &rule.remote {
+        SgRemote::Any => fams.iter().map(|f| Prefix::any(*f == Family::V6)).collect(),
+        SgRemote::Cidr { addr, len } => addr
+            .parse::<IpAddr>()
+            .ok()
+            .filter(|a| fams.contains(&family_of(a)))
+            .and_then(|a| Prefix::new(a, *len))
+            .into_iter()
+            .collect(),
+        SgRemote::Group(g) => members
+            .get(g)
+            .into_iter()
+            .flatten()
+            .filter(|a| fams.contains(&family_of(a)))
+            .map(|a| Prefix::host(*a))
+            .collect(),
+    };
+    let protos: Vec<Option<u8>> = match rule.protocol {
+        SgProtocol::Tcp => vec![Some(6)],
+        SgProtocol::Udp => vec![Some(17)],
+        SgProtocol::Icmp => vec![Some(1)],
+        SgProtocol::Icmpv6 => vec![Some(58)],
+        SgProtocol::Ipsec => vec![Some(50), Some(51)],
+        SgProtocol::All => vec![None],
+        SgProtocol::Number(n) => vec![Some(n)],
+    };
+    let ports = match rule.protocol {
+        SgProtocol::Tcp | SgProtocol::Udp => rule.ports.unwrap_or((0, 65535)),
+        SgProtocol::Icmp | SgProtocol::Icmpv6 => rule
+            .icmp_type
+            .map_or((0, 65535), |t| (u16::from(t), u16::from(t))),
+        _ => (0, 65535),
+    };
+    let dir = match rule.direction {
+        SgDirection::Inbound => Dir::In,
+        SgDirection::Outbound => Dir::Out,
+    };
+    protos
+        .into_iter()
+        .map(|proto| FwRule {
+            id: rule.id,
+            dir,
+            proto,
+            ports,
+            remotes: remotes.clone(),
+        })
+        .collect()
+}
+
+/// Every NIC's tap and policy, from the VMs and groups as stored.
+pub(crate) fn policies(vms: &[Vm], groups: &[SecurityGroup]) -> Vec<(String, NicPolicy)> {
+    let groups: HashMap<Uuid, &SecurityGroup> = groups.iter().map(|g| (g.id, g)).collect();
+    // A VM being deleted is no member any more: its address may soon be someone else's.
+    let mut members: HashMap<Uuid, Vec<IpAddr>> = HashMap::new();
+    for vm in vms.iter().filter(|v| !v.deleting) {
+        for nic in &vm.nics {
+            let Ok(ip) = nic.ip.parse::<IpAddr>() else {
+                continue;
+            };
+            for g in &nic.security_groups {
+                members.entry(*g).or_default().push(ip);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for vm in vms {
+        for nic in &vm.nics {
+            let Some(mac) = parse_mac(&nic.mac) else {
+                continue;
+            };
+            let attached: Vec<&SecurityGroup> = nic
+                .security_groups
+                .iter()
+                .filter_map(|g| groups.get(g).copied())
+                .collect();
+            let rules: Vec<&SgRule> = attached.iter().flat_map(|g| g.rules.iter()).collect();
+            let mut addrs: Vec<IpAddr> = nic.ip.parse().into_iter().collect();
+            addrs.push(link_local(mac));
+            out.push((
+                nic.tap.clone(),
+                NicPolicy {
+                    nic: nic.id as u32,
+                    mac,
+                    addrs,
+                    filtered: !nic.security_groups.is_empty(),
+                    egress_restricted: rules.iter().any(|r| r.direction == SgDirection::Outbound),
+                    rules: rules.iter().flat_map(|r| resolve(r, &members)).collect(),
+                },
+            ));
+        }
+    }
+    out
+}
+
+impl FirewallHost {
+    /// Brings the data plane in line with the store. Returns what failed, per tap.
+    pub fn sync(&self) -> Result<Vec<String>, String> {
+        let _one = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let vms = self.vms.all().map_err(|e| e.to_string())?;
+        let groups = self.groups.all().map_err(|e| e.to_string())?;
+        let failed = self.fw.sync(&policies(&vms, &groups));
+        Ok(failed
+            .into_iter()
+            .map(|(tap, e)| format!("{tap}: {e}"))
+            .collect())
+    }
+
+    /// Syncs and logs what failed; for callers that go on regardless.
+    pub fn sync_logged(&self) {
+        match self.sync() {
+            Ok(failed) => {
+                for f in failed {
+                    tracing::error!(error = %f, "security groups not applied");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "security groups not applied"),
+        }
+    }
+
+    pub fn counters(&self) -> HashMap<u64, Counter> {
+        self.fw.counters().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read security-group counters");
+            HashMap::new()
+        })
+    }
+}
+
+/// The reconciler part: re-attaches to taps libvirt recreated, and after a restart.
+pub struct FirewallReconciler(pub super::Services);
+
+impl Reconcile for FirewallReconciler {
+    fn name(&self) -> &'static str {
+        "firewall"
+    }
+
+    fn reconcile(&self) -> Result<Vec<String>, String> {
+        match &self.0.inner.firewall {
+            Some(f) => f.sync(),
+            None => Ok(vec![]),
+        }
+    }
+}
