@@ -6,12 +6,16 @@
 //   skiff_to_vm    tc egress of the tap  = what the VM receives (INBOUND rules)
 //
 // The control plane (src/network/firewall) compiles the security groups of a NIC
-// into two LPM tries, so a packet costs the same for 1 or 10,000 rules:
+// into hash maps searched by prefix length ("tuple space search"), so a packet costs
+// the same for 1 or 10,000 rules; only the number of distinct prefix lengths in use
+// (at most 33 + 17 for IPv4, 129 + 17 for IPv6) bounds the lookups:
 //
-//   skf_remote  {slot, dir, family, remote address/len} -> class
-//               (a class = the rules whose remote prefix covers that address)
-//   skf_ports   {slot, class, protocol, port/len}       -> rule id
-//               (port ranges split into aligned prefixes; protocol 255 = ALL)
+//   skf_remote  {slot, dir, family, len, remote address/len} -> class
+//               (a class = the rules whose remote prefix covers that prefix; the
+//               longest present length is tried first)
+//   skf_ports   {slot, class, protocol, len, port/len}       -> rule id
+//               (port ranges split into aligned blocks; protocol 255 = ALL)
+//   skf_masks   slot -> which lengths are present
 //
 // A NIC's rules live in one of two slots (nic*2 + gen); the control plane writes the
 // other slot and then flips `gen` in skf_nics, so a change applies atomically.
@@ -61,21 +65,32 @@ struct addr_key {
 };
 
 struct remote_key {
-	__u32 prefixlen; /* 64 + address bits */
 	__u32 slot;
 	__u8 dir;
 	__u8 family;
-	__u16 pad;
-	__u8 addr[16];
+	__u8 len;
+	__u8 pad;
+	__u8 addr[16]; /* masked to len */
 };
 
 struct port_key {
-	__u32 prefixlen; /* 80 + port bits */
 	__u32 slot;
 	__u32 cls;
 	__u8 proto;
-	__u8 pad;
-	__be16 port;
+	__u8 len;
+	__be16 port; /* masked to len */
+};
+
+/* The prefix lengths a slot uses, longest first, so a search tries only those. */
+struct masks {
+	__u8 v4_n[2];       /* [dir] */
+	__u8 v6_n[2];
+	__u8 ports_n;
+	__u8 pad[3];
+	__u8 v4[2][33];     /* [dir][k]: the k-th longest length in use */
+	__u8 v6[2][129];
+	__u8 ports[17];
+	__u8 pad2[5];
 };
 
 struct ct_key {
@@ -124,7 +139,7 @@ struct {
 } skf_addrs SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct remote_key);
@@ -133,13 +148,21 @@ struct {
 } skf_remote SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1048576);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct port_key);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } skf_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct masks);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skf_masks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -336,6 +359,87 @@ static __always_inline int timeout_class(__u8 proto)
 	return T_OTHER;
 }
 
+/* A search over the prefix lengths in use, longest first, one hash lookup each. The
+ * loops run through bpf_loop so that the verifier checks each step once. */
+struct search {
+	const struct masks *m;
+	__u64 hi, lo; /* the remote address (IPv4: in hi) */
+	struct remote_key rk;
+	__u32 cls;
+	__u32 found;
+};
+
+static long v4_step(__u32 i, void *ctx)
+{
+	struct search *s = ctx;
+	if (i >= 33)
+		return 1;
+	__u32 len = s->rk.dir ? s->m->v4[1][i] : s->m->v4[0][i];
+	if (len > 32)
+		return 1;
+	__u32 x = len ? (__u32)s->hi & (0xffffffffu << (32 - len)) : 0;
+	s->rk.len = len;
+	s->rk.addr[0] = x >> 24;
+	s->rk.addr[1] = x >> 16;
+	s->rk.addr[2] = x >> 8;
+	s->rk.addr[3] = x;
+	__u32 *cls = bpf_map_lookup_elem(&skf_remote, &s->rk);
+	if (!cls)
+		return 0;
+	s->cls = *cls;
+	s->found = 1;
+	return 1;
+}
+
+static long v6_step(__u32 i, void *ctx)
+{
+	struct search *s = ctx;
+	if (i >= 129)
+		return 1;
+	__u32 len = s->rk.dir ? s->m->v6[1][i] : s->m->v6[0][i];
+	if (len > 128)
+		return 1;
+	__u64 h = len >= 64 ? s->hi : (len ? s->hi & (~0ull << (64 - len)) : 0);
+	__u64 l = len >= 128 ? s->lo : (len > 64 ? s->lo & (~0ull << (128 - len)) : 0);
+	s->rk.len = len;
+	for (int k = 0; k < 8; k++) {
+		s->rk.addr[k] = h >> (56 - 8 * k);
+		s->rk.addr[8 + k] = l >> (56 - 8 * k);
+	}
+	__u32 *cls = bpf_map_lookup_elem(&skf_remote, &s->rk);
+	if (!cls)
+		return 0;
+	s->cls = *cls;
+	s->found = 1;
+	return 1;
+}
+
+struct port_search {
+	const struct masks *m;
+	struct port_key pk;
+	__u32 lport;
+	__u64 rule;
+	__u32 found;
+};
+
+static long port_step(__u32 i, void *ctx)
+{
+	struct port_search *s = ctx;
+	if (i >= 17)
+		return 1;
+	__u32 len = s->m->ports[i];
+	if (len > 16)
+		return 1;
+	s->pk.len = len;
+	s->pk.port = bpf_htons(len ? s->lport & (0xffff << (16 - len)) : 0);
+	__u64 *r = bpf_map_lookup_elem(&skf_ports, &s->pk);
+	if (!r)
+		return 0;
+	s->rule = *r;
+	s->found = 1;
+	return 1;
+}
+
 /* The rules' verdict for a new flow: 0 allows (rule id in *rule, 0 for the open egress
  * default), -1 denies. */
 static __always_inline int decide(const struct nic_cfg *nic, __u8 dir, __u8 family,
@@ -346,32 +450,45 @@ static __always_inline int decide(const struct nic_cfg *nic, __u8 dir, __u8 fami
 		*rule = 0;
 		return 0;
 	}
-	struct remote_key rk = {};
-	rk.prefixlen = 64 + (family == 4 ? 32 : 128);
-	rk.slot = nic->nic * 2 + nic->gen;
-	rk.dir = dir;
-	rk.family = family;
-	__builtin_memcpy(rk.addr, remote, 16);
-	__u32 *cls = bpf_map_lookup_elem(&skf_remote, &rk);
-	if (!cls)
+	__u32 slot = nic->nic * 2 + nic->gen;
+	struct masks *m = bpf_map_lookup_elem(&skf_masks, &slot);
+	if (!m)
 		return -1;
-	struct port_key pk = {};
-	pk.prefixlen = 96;
-	pk.slot = rk.slot;
-	pk.cls = *cls;
-	__u64 *r;
+	struct search s = {};
+	s.m = m;
+	s.rk.slot = slot;
+	s.rk.dir = dir;
+	s.rk.family = family;
+	if (family == 4) {
+		s.hi = ((__u64)remote[0] << 24) | ((__u64)remote[1] << 16) |
+		       ((__u64)remote[2] << 8) | remote[3];
+		bpf_loop(dir ? m->v4_n[1] : m->v4_n[0], v4_step, &s, 0);
+	} else {
+		for (int i = 0; i < 8; i++) {
+			s.hi = (s.hi << 8) | remote[i];
+			s.lo = (s.lo << 8) | remote[8 + i];
+		}
+		bpf_loop(dir ? m->v6_n[1] : m->v6_n[0], v6_step, &s, 0);
+	}
+	if (!s.found)
+		return -1;
+	struct port_search ps = {};
+	ps.m = m;
+	ps.pk.slot = slot;
+	ps.pk.cls = s.cls;
 	if (!frag) {
-		pk.proto = proto;
-		pk.port = bpf_htons(lport);
-		r = bpf_map_lookup_elem(&skf_ports, &pk);
-		if (r) {
-			*rule = *r;
+		ps.pk.proto = proto;
+		ps.lport = lport;
+		bpf_loop(m->ports_n, port_step, &ps, 0);
+		if (ps.found) {
+			*rule = ps.rule;
 			return 0;
 		}
 	}
-	pk.proto = PROTO_ANY;
-	pk.port = 0;
-	r = bpf_map_lookup_elem(&skf_ports, &pk);
+	ps.pk.proto = PROTO_ANY;
+	ps.pk.len = 0;
+	ps.pk.port = 0;
+	__u64 *r = bpf_map_lookup_elem(&skf_ports, &ps.pk);
 	if (!r)
 		return -1;
 	*rule = *r;

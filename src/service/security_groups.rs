@@ -318,9 +318,11 @@ impl Services {
             if let SgRemote::Group(g) = &r.remote {
                 match self.inner.groups.get(&uuid_key(g))? {
                     Some(rg) if rg.project_id == *project => {}
-                    _ => return Err(invalid(format!(
+                    _ => {
+                        return Err(invalid(format!(
                         "rules[{i}]: remote_group_id {g} is not a security group of this project"
-                    ))),
+                    )))
+                    }
                 }
             }
             r.id = match old.iter().find(|o| o.same_as(&r)) {

@@ -1,23 +1,26 @@
-//! Rules → map entries. Two lookups decide any packet, however many rules there are:
+//! Rules → map entries. Two searches decide any packet, however many rules there are:
 //!
-//! 1. `skf_remote` (LPM on the remote address) gives a *class*: one per distinct remote
-//!    prefix; a class holds every rule whose prefix covers its own, so the longest
-//!    match carries all rules that match the address.
-//! 2. `skf_ports` (LPM on protocol + port) gives the rule: a class's port space is cut
-//!    where the first matching rule changes, and each piece becomes aligned prefixes.
+//! 1. `skf_remote` gives a *class*: one per distinct remote prefix; a class holds every
+//!    rule whose prefix covers its own, so the longest matching prefix carries all
+//!    rules that match the address. The data plane tries the prefix lengths in use,
+//!    longest first, one hash lookup each.
+//! 2. `skf_ports` gives the rule: a class's port space is cut where the first matching
+//!    rule changes, and each piece becomes aligned blocks (one hash entry each), so a
+//!    port falls in at most one block.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::maps::{PortData, RemoteData};
+use super::maps::{Masks, PortKey, RemoteKey};
 use super::{addr16, mask, Dir, NicPolicy, Prefix, PROTO_ANY};
 
 /// The entries of one NIC in one slot.
 #[derive(Debug, Default, PartialEq)]
 pub struct Compiled {
-    /// (prefix length, key data) → class.
-    pub remote: Vec<(u32, RemoteData, u32)>,
-    /// (prefix length, key data) → rule id.
-    pub ports: Vec<(u32, PortData, u64)>,
+    /// Remote prefix → class.
+    pub remote: Vec<(RemoteKey, u32)>,
+    /// Port block → rule id.
+    pub ports: Vec<(PortKey, u64)>,
+    pub masks: Masks,
 }
 
 fn family(p: &Prefix) -> u8 {
@@ -38,6 +41,9 @@ pub fn compile(policy: &NicPolicy, slot: u32) -> Compiled {
         }
     }
     let mut out = Compiled::default();
+    let mut v4_lens: [BTreeSet<u8>; 2] = Default::default();
+    let mut v6_lens: [BTreeSet<u8>; 2] = Default::default();
+    let mut port_lens: BTreeSet<u8> = BTreeSet::new();
     for (cls, (dir, prefix)) in own.keys().enumerate() {
         let cls = cls as u32;
         // Every rule whose prefix covers this one: walk the shorter prefixes.
@@ -51,12 +57,17 @@ pub fn compile(policy: &NicPolicy, slot: u32) -> Compiled {
                 rules.extend(v.iter().copied());
             }
         }
+        let d = *dir as usize;
+        match prefix.addr {
+            std::net::IpAddr::V4(_) => v4_lens[d].insert(prefix.len),
+            std::net::IpAddr::V6(_) => v6_lens[d].insert(prefix.len),
+        };
         out.remote.push((
-            64 + u32::from(prefix.len),
-            RemoteData {
+            RemoteKey {
                 slot,
                 dir: *dir as u8,
                 family: family(prefix),
+                len: prefix.len,
                 pad: 0,
                 addr: addr16(prefix.addr),
             },
@@ -74,25 +85,31 @@ pub fn compile(policy: &NicPolicy, slot: u32) -> Compiled {
                     .push((r.ports.0, r.ports.1, i)),
             }
         }
-        let key = |proto: u8, port: u16| PortData {
+        let key = |proto: u8, len: u32, port: u16| PortKey {
             slot,
             cls,
             proto,
-            pad: 0,
+            len: len as u8,
             port_be: port.to_be(),
         };
         if let Some(i) = any {
-            out.ports.push((80, key(PROTO_ANY, 0), policy.rules[i].id));
+            out.ports.push((key(PROTO_ANY, 0, 0), policy.rules[i].id));
         }
         for (proto, ranges) in by_proto {
             for (lo, hi, i) in first_match_segments(&ranges) {
                 for (start, bits) in aligned_blocks(lo, hi) {
+                    port_lens.insert(bits as u8);
                     out.ports
-                        .push((80 + bits, key(proto, start), policy.rules[i].id));
+                        .push((key(proto, bits, start), policy.rules[i].id));
                 }
             }
         }
     }
+    out.masks = Masks::from_lengths(
+        [&v4_lens[0], &v4_lens[1]],
+        [&v6_lens[0], &v6_lens[1]],
+        &port_lens,
+    );
     out
 }
 

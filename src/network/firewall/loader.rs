@@ -8,7 +8,6 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap as BpfHash, MapData, PerCpuHashMap};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachType};
@@ -398,60 +397,70 @@ impl Inner {
         }
     }
 
-    /// Deletes every entry of `slot` from both tries (after a restart, when what the
-    /// earlier process wrote is not known).
+    /// Deletes every entry of `slot` (after a restart, when what the earlier process
+    /// wrote is not known).
     fn sweep_slot(&mut self, slot: u32) -> Result<(), FirewallError> {
-        let mut remote: LpmTrie<&mut MapData, RemoteData, u32> =
-            typed!(&mut self.bpf, "skf_remote", LpmTrie<_, RemoteData, u32>);
-        let keys: Vec<Key<RemoteData>> = remote
+        let mut remote: BpfHash<&mut MapData, RemoteKey, u32> =
+            typed!(&mut self.bpf, "skf_remote", BpfHash<_, RemoteKey, u32>);
+        let keys: Vec<RemoteKey> = remote
             .keys()
             .filter_map(Result::ok)
-            .filter(|k| k.data().slot == slot)
+            .filter(|k| k.slot == slot)
             .collect();
         for k in keys {
             let _ = remote.remove(&k);
         }
-        let mut ports: LpmTrie<&mut MapData, PortData, u64> =
-            typed!(&mut self.bpf, "skf_ports", LpmTrie<_, PortData, u64>);
-        let keys: Vec<Key<PortData>> = ports
+        let mut ports: BpfHash<&mut MapData, PortKey, u64> =
+            typed!(&mut self.bpf, "skf_ports", BpfHash<_, PortKey, u64>);
+        let keys: Vec<PortKey> = ports
             .keys()
             .filter_map(Result::ok)
-            .filter(|k| k.data().slot == slot)
+            .filter(|k| k.slot == slot)
             .collect();
         for k in keys {
             let _ = ports.remove(&k);
         }
+        let mut masks: BpfHash<&mut MapData, u32, Masks> =
+            typed!(&mut self.bpf, "skf_masks", BpfHash<_, u32, Masks>);
+        let _ = masks.remove(&slot);
         Ok(())
     }
 
-    fn write(&mut self, c: &Compiled) -> Result<(), FirewallError> {
-        let mut remote: LpmTrie<&mut MapData, RemoteData, u32> =
-            typed!(&mut self.bpf, "skf_remote", LpmTrie<_, RemoteData, u32>);
-        for (len, data, cls) in &c.remote {
+    fn write(&mut self, slot: u32, c: &Compiled) -> Result<(), FirewallError> {
+        let mut remote: BpfHash<&mut MapData, RemoteKey, u32> =
+            typed!(&mut self.bpf, "skf_remote", BpfHash<_, RemoteKey, u32>);
+        for (k, cls) in &c.remote {
             remote
-                .insert(&Key::new(*len, *data), cls, 0)
+                .insert(k, cls, 0)
                 .map_err(|e| map_err("skf_remote")(e.to_string()))?;
         }
-        let mut ports: LpmTrie<&mut MapData, PortData, u64> =
-            typed!(&mut self.bpf, "skf_ports", LpmTrie<_, PortData, u64>);
-        for (len, data, rule) in &c.ports {
+        let mut ports: BpfHash<&mut MapData, PortKey, u64> =
+            typed!(&mut self.bpf, "skf_ports", BpfHash<_, PortKey, u64>);
+        for (k, rule) in &c.ports {
             ports
-                .insert(&Key::new(*len, *data), rule, 0)
+                .insert(k, rule, 0)
                 .map_err(|e| map_err("skf_ports")(e.to_string()))?;
         }
-        Ok(())
+        let mut masks: BpfHash<&mut MapData, u32, Masks> =
+            typed!(&mut self.bpf, "skf_masks", BpfHash<_, u32, Masks>);
+        masks
+            .insert(slot, c.masks, 0)
+            .map_err(|e| map_err("skf_masks")(e.to_string()))
     }
 
-    fn erase(&mut self, c: &Compiled) -> Result<(), FirewallError> {
-        let mut remote: LpmTrie<&mut MapData, RemoteData, u32> =
-            typed!(&mut self.bpf, "skf_remote", LpmTrie<_, RemoteData, u32>);
-        for (len, data, _) in &c.remote {
-            let _ = remote.remove(&Key::new(*len, *data));
+    fn erase(&mut self, slot: u32, c: &Compiled) -> Result<(), FirewallError> {
+        let mut masks: BpfHash<&mut MapData, u32, Masks> =
+            typed!(&mut self.bpf, "skf_masks", BpfHash<_, u32, Masks>);
+        let _ = masks.remove(&slot);
+        let mut remote: BpfHash<&mut MapData, RemoteKey, u32> =
+            typed!(&mut self.bpf, "skf_remote", BpfHash<_, RemoteKey, u32>);
+        for (k, _) in &c.remote {
+            let _ = remote.remove(k);
         }
-        let mut ports: LpmTrie<&mut MapData, PortData, u64> =
-            typed!(&mut self.bpf, "skf_ports", LpmTrie<_, PortData, u64>);
-        for (len, data, _) in &c.ports {
-            let _ = ports.remove(&Key::new(*len, *data));
+        let mut ports: BpfHash<&mut MapData, PortKey, u64> =
+            typed!(&mut self.bpf, "skf_ports", BpfHash<_, PortKey, u64>);
+        for (k, _) in &c.ports {
+            let _ = ports.remove(k);
         }
         Ok(())
     }
@@ -503,7 +512,7 @@ impl Inner {
             self.sweep_slot(slot)?;
         }
         let compiled = compile(policy, slot);
-        self.write(&compiled)?;
+        self.write(slot, &compiled)?;
 
         let mut addrs: Vec<AddrKey> = policy
             .addrs
@@ -548,7 +557,7 @@ impl Inner {
         // The flip is done: the old slot and addresses can go.
         let old = self.applied.remove(&ix);
         match &old {
-            Some(a) => self.erase(&a.compiled)?,
+            Some(a) => self.erase(a.cfg.nic * 2 + a.cfg.gen, &a.compiled)?,
             None => {
                 if let Some(c) = prev_cfg {
                     self.sweep_slot(c.nic * 2 + c.gen)?;
@@ -582,7 +591,7 @@ impl Inner {
             let _ = nics.remove(&ix);
         }
         if let Some(a) = self.applied.remove(&ix) {
-            self.erase(&a.compiled)?;
+            self.erase(a.cfg.nic * 2 + a.cfg.gen, &a.compiled)?;
             let mut m: BpfHash<&mut MapData, AddrKey, u8> =
                 typed!(&mut self.bpf, "skf_addrs", BpfHash<_, AddrKey, u8>);
             for k in &a.addrs {

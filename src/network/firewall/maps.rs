@@ -24,26 +24,83 @@ pub struct AddrKey {
     pub addr: [u8; 16],
 }
 
-/// `skf_remote` key data (after the trie's prefix length): 64 bits, then the address.
+/// `skf_remote` key: a remote prefix, its address masked to `len`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct RemoteData {
+pub struct RemoteKey {
     pub slot: u32,
     pub dir: u8,
     pub family: u8,
-    pub pad: u16,
+    pub len: u8,
+    pub pad: u8,
     pub addr: [u8; 16],
 }
 
-/// `skf_ports` key data: 80 bits, then the big-endian port.
+/// `skf_ports` key: an aligned block of ports (or ICMP types) of one protocol.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct PortData {
+pub struct PortKey {
     pub slot: u32,
     pub cls: u32,
     pub proto: u8,
-    pub pad: u8,
+    pub len: u8,
     pub port_be: u16,
+}
+
+/// `skf_masks` value: the prefix lengths a slot uses, longest first, so that a search
+/// tries only those.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Masks {
+    pub v4_n: [u8; 2],
+    pub v6_n: [u8; 2],
+    pub ports_n: u8,
+    pub pad: [u8; 3],
+    pub v4: [[u8; 33]; 2],
+    pub v6: [[u8; 129]; 2],
+    pub ports: [u8; 17],
+    pub pad2: [u8; 5],
+}
+
+impl Default for Masks {
+    fn default() -> Self {
+        Masks {
+            v4_n: [0; 2],
+            v6_n: [0; 2],
+            ports_n: 0,
+            pad: [0; 3],
+            v4: [[0; 33]; 2],
+            v6: [[0; 129]; 2],
+            ports: [0; 17],
+            pad2: [0; 5],
+        }
+    }
+}
+
+impl Masks {
+    /// From the sets of lengths in use: per direction for IPv4 and IPv6, and ports.
+    pub fn from_lengths(
+        v4: [&std::collections::BTreeSet<u8>; 2],
+        v6: [&std::collections::BTreeSet<u8>; 2],
+        ports: &std::collections::BTreeSet<u8>,
+    ) -> Masks {
+        let mut m = Masks::default();
+        for d in 0..2 {
+            for (i, l) in v4[d].iter().rev().enumerate() {
+                m.v4[d][i] = *l;
+            }
+            m.v4_n[d] = v4[d].len() as u8;
+            for (i, l) in v6[d].iter().rev().enumerate() {
+                m.v6[d][i] = *l;
+            }
+            m.v6_n[d] = v6[d].len() as u8;
+        }
+        for (i, l) in ports.iter().rev().enumerate() {
+            m.ports[i] = *l;
+        }
+        m.ports_n = ports.len() as u8;
+        m
+    }
 }
 
 /// `skf_ct` key: a flow seen from the VM.
@@ -93,9 +150,11 @@ unsafe impl aya::Pod for NicCfg {}
 // SAFETY: as above.
 unsafe impl aya::Pod for AddrKey {}
 // SAFETY: as above.
-unsafe impl aya::Pod for RemoteData {}
+unsafe impl aya::Pod for RemoteKey {}
 // SAFETY: as above.
-unsafe impl aya::Pod for PortData {}
+unsafe impl aya::Pod for PortKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Masks {}
 // SAFETY: as above.
 unsafe impl aya::Pod for CtKey {}
 // SAFETY: as above.
@@ -113,14 +172,9 @@ mod tests {
     fn layouts_match_the_c_structs() {
         assert_eq!(std::mem::size_of::<NicCfg>(), 24);
         assert_eq!(std::mem::size_of::<AddrKey>(), 24);
-        assert_eq!(
-            std::mem::size_of::<aya::maps::lpm_trie::Key<RemoteData>>(),
-            28
-        );
-        assert_eq!(
-            std::mem::size_of::<aya::maps::lpm_trie::Key<PortData>>(),
-            16
-        );
+        assert_eq!(std::mem::size_of::<RemoteKey>(), 24);
+        assert_eq!(std::mem::size_of::<PortKey>(), 12);
+        assert_eq!(std::mem::size_of::<Masks>(), 354);
         assert_eq!(std::mem::size_of::<CtKey>(), 44);
         assert_eq!(std::mem::size_of::<CtVal>(), 24);
         assert_eq!(std::mem::size_of::<Stat>(), 16);

@@ -1,6 +1,7 @@
 //! Packets as the data plane sees them: a parser that mirrors `parse_ip` in
 //! `ebpf/firewall.c` (same bounds, same extension-header limit), and a builder of
-//! synthetic frames for BPF_PROG_TEST_RUN, tests and benchmarks.
+//! synthetic frames for BPF_PROG_TEST_RUN, tests and benchmarks (IPv4 header checksum
+//! set; L4 checksums left zero).
 
 use std::net::IpAddr;
 
@@ -220,6 +221,9 @@ impl Spec {
                 f.extend_from_slice(&[64, self.proto, 0, 0]);
                 f.extend_from_slice(&s.octets());
                 f.extend_from_slice(&d.octets());
+                // Routers check it (the classifier does not): fill it in.
+                let sum = ipv4_checksum(&f[14..34]);
+                f[24..26].copy_from_slice(&sum.to_be_bytes());
             }
             (s, d) => {
                 let v6 = |a: IpAddr| match a {
@@ -245,6 +249,17 @@ impl Spec {
         f.extend_from_slice(&l4);
         f
     }
+}
+
+fn ipv4_checksum(h: &[u8]) -> u16 {
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }
 
 /// An ARP request from `sha`/`spa` for `tpa`.
