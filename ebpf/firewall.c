@@ -532,6 +532,10 @@ static __always_inline int filter(struct __sk_buff *skb, const struct nic_cfg *n
 		__builtin_memcpy(k.vm_addr, vm, 16);
 		__builtin_memcpy(k.remote_addr, remote, 16);
 		struct ct_val *v = bpf_map_lookup_elem(&skf_ct, &k);
+		/* An echo request sent the other way, or a reply the same way, with the same
+		 * id is not part of this flow: the rules decide it. */
+		if (v && echo && (icmp_echo(p, 1) ? v->origin != dir : v->origin == dir))
+			v = 0;
 		if (v) {
 			__u32 zero = 0;
 			struct settings *s = bpf_map_lookup_elem(&skf_settings, &zero);

@@ -462,6 +462,8 @@ fn main() {
     println!("\n### Packets per second through veth (TCP ACKs of 256 flows, allowed by the last of N rules, {secs} s each)\n");
     let net = Net::up();
     let fd = raw_socket(&net);
+    // Warm up, then take the unfiltered rate before and after the filtered rows.
+    blast(&net, fd, 1.0);
     let base = blast(&net, fd, secs);
     println!("| filter | rules | delivered packets/s | of unfiltered |");
     println!("|---|---:|---:|---:|");
@@ -520,6 +522,11 @@ fn main() {
         blast(&net, fd, secs),
     );
     nft(&net, "flush ruleset\n");
+    let again = blast(&net, fd, secs);
+    println!(
+        "| none, again | – | {again:.0} | {:.0} % |",
+        again / base * 100.0
+    );
     // SAFETY: closing our own socket.
     unsafe { libc::close(fd) };
 }

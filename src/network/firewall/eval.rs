@@ -194,7 +194,10 @@ impl Evaluator {
             }
             key.vm_addr = vm;
             key.remote_addr = remote;
-            if let Some(mut f) = self.flows.get(&key).copied() {
+            // An echo request sent the other way, or a reply the same way, with the
+            // same id is not part of this flow: the rules decide it.
+            let same_flow = |f: &Flow| !echo || (p.echo(true) == (f.origin == dir));
+            if let Some(mut f) = self.flows.get(&key).copied().filter(same_flow) {
                 let mut alive = now.wrapping_sub(f.seen) <= self.timeout_ns(p.proto);
                 if alive && f.version != version {
                     match decide(policy, f.origin, p.family, &remote, p.proto, f.lport, false) {
