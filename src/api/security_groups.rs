@@ -118,6 +118,7 @@ fn one(
     params(("X-Project-ID" = Option<uuid::Uuid>, Header, description = "Limit to one project")),
     responses(
         (status = 200, description = "List of security groups", body = SecurityGroupList),
+        (status = 400, description = "X-Project-ID is not a UUID", body = Error),
         (status = 401, description = "Authentication required", body = Error),
     )
 )]
@@ -155,6 +156,7 @@ pub async fn list(
         (status = 400, description = "Invalid name, template or rule", body = Error),
         (status = 401, description = "Authentication required", body = Error),
         (status = 403, description = "No permission in the project", body = Error),
+        (status = 404, description = "No such project", body = Error),
     )
 )]
 pub async fn create(
@@ -234,8 +236,9 @@ pub async fn get(
     request_body = UpdateSecurityGroupRequest,
     responses(
         (status = 200, description = "Security group updated", body = SecurityGroupResponse),
-        (status = 400, description = "Invalid name or rule", body = Error),
+        (status = 400, description = "Invalid name or rule, or X-Project-ID not a UUID", body = Error),
         (status = 401, description = "Authentication required", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
         (status = 404, description = "Resource not found", body = Error),
     )
 )]
@@ -278,7 +281,9 @@ pub async fn update(
     ),
     responses(
         (status = 200, description = "Security group deleted", body = SuccessResponse),
+        (status = 400, description = "X-Project-ID is not a UUID", body = Error),
         (status = 401, description = "Authentication required", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
         (status = 404, description = "Resource not found", body = Error),
         (status = 409, description = "Still attached to a NIC, or named by another group's rules", body = Error),
     )
@@ -308,6 +313,7 @@ pub async fn delete(
         (status = 200, description = "Security group attached", body = SuccessResponse),
         (status = 400, description = "Invalid request", body = Error),
         (status = 401, description = "Authentication required", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
         (status = 404, description = "No such VM, NIC or group", body = Error),
         (status = 503, description = "The firewall does not run on this host", body = Error),
     )
@@ -352,6 +358,7 @@ pub async fn attach(
         (status = 200, description = "Security group detached", body = SuccessResponse),
         (status = 400, description = "X-Project-ID missing", body = Error),
         (status = 401, description = "Authentication required", body = Error),
+        (status = 403, description = "No permission in the project", body = Error),
         (status = 404, description = "No such VM, NIC or attachment", body = Error),
     )
 )]

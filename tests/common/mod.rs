@@ -47,6 +47,9 @@ pub const CONTRACT_CHECKED: &[&str] = &[
     "listVMs",
     "getVM",
     "listVMNetworks",
+    "listSecurityGroups",
+    "listSecurityGroupTemplates",
+    "getSecurityGroup",
 ];
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_skiff");
