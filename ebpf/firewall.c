@@ -369,6 +369,17 @@ struct search {
 	__u32 found;
 };
 
+/* Looks up the key the step built; 1 (stop) on a hit. */
+static __always_inline long remote_hit(struct search *s)
+{
+	__u32 *cls = bpf_map_lookup_elem(&skf_remote, &s->rk);
+	if (!cls)
+		return 0;
+	s->cls = *cls;
+	s->found = 1;
+	return 1;
+}
+
 static long v4_step(__u32 i, void *ctx)
 {
 	struct search *s = ctx;
@@ -383,12 +394,7 @@ static long v4_step(__u32 i, void *ctx)
 	s->rk.addr[1] = x >> 16;
 	s->rk.addr[2] = x >> 8;
 	s->rk.addr[3] = x;
-	__u32 *cls = bpf_map_lookup_elem(&skf_remote, &s->rk);
-	if (!cls)
-		return 0;
-	s->cls = *cls;
-	s->found = 1;
-	return 1;
+	return remote_hit(s);
 }
 
 static long v6_step(__u32 i, void *ctx)
@@ -406,12 +412,7 @@ static long v6_step(__u32 i, void *ctx)
 		s->rk.addr[k] = h >> (56 - 8 * k);
 		s->rk.addr[8 + k] = l >> (56 - 8 * k);
 	}
-	__u32 *cls = bpf_map_lookup_elem(&skf_remote, &s->rk);
-	if (!cls)
-		return 0;
-	s->cls = *cls;
-	s->found = 1;
-	return 1;
+	return remote_hit(s);
 }
 
 struct port_search {

@@ -329,12 +329,13 @@ pub async fn attach(
     let b = body.into_inner();
     let s = state.services.clone();
     web::block(move || {
-        s.attach_security_group(
+        s.set_security_group_attachment(
             &who,
             project.as_deref(),
             &vm,
             &b.security_group_id,
             b.nic_id,
+            true,
         )
     })
     .await
@@ -375,8 +376,10 @@ pub async fn detach(
         .parse()
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "NIC not found"))?;
     let s = state.services.clone();
-    web::block(move || s.detach_security_group(&who, project.as_deref(), &vm, &sg, nic))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    web::block(move || {
+        s.set_security_group_attachment(&who, project.as_deref(), &vm, &sg, nic, false)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(done(format!("Security group {sg} detached from NIC {nic}")))
 }

@@ -542,29 +542,8 @@ impl Services {
             .unwrap_or_default()
     }
 
-    pub fn attach_security_group(
-        &self,
-        who: &Principal,
-        header: Option<&str>,
-        vm_id: &Uuid,
-        group_id: &Uuid,
-        nic_id: u64,
-    ) -> Result<(), ServiceError> {
-        self.change_attachment(who, header, vm_id, group_id, nic_id, true)
-    }
-
-    pub fn detach_security_group(
-        &self,
-        who: &Principal,
-        header: Option<&str>,
-        vm_id: &Uuid,
-        group_id: &Uuid,
-        nic_id: u64,
-    ) -> Result<(), ServiceError> {
-        self.change_attachment(who, header, vm_id, group_id, nic_id, false)
-    }
-
-    fn change_attachment(
+    /// Attaches (`attach`) or detaches a group on one NIC of a VM.
+    pub fn set_security_group_attachment(
         &self,
         who: &Principal,
         header: Option<&str>,
