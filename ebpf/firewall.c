@@ -203,6 +203,7 @@ struct pkt {
 	__u8 dst[16];
 	__u8 nd_target[16]; /* neighbour advertisements */
 	__u8 has_target;
+	__u16 l4_off; /* where the L4 header starts (ICMP errors: the embedded packet + 8) */
 };
 
 static __always_inline int is_icmp(const struct pkt *p)
@@ -223,6 +224,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off, struct pkt
 {
 	if (p->frag)
 		return 0;
+	p->l4_off = off;
 	if (p->proto == IPPROTO_TCP) {
 		__u8 h[14];
 		if (bpf_skb_load_bytes(skb, off, h, sizeof(h)))
@@ -257,9 +259,55 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off, struct pkt
 	return 0;
 }
 
+/* The common case without copies: an IPv4 header without options or an IPv6 header
+ * without extension headers, followed by a whole TCP or UDP header, in the linear part
+ * of the skb. Returns 1 when it does not apply (then parse_ip decides), else 0. The
+ * result is the same as parse_ip's. */
+static __always_inline int parse_fast(struct __sk_buff *skb, __u16 eth_proto, struct pkt *p)
+{
+	__u8 *data = (__u8 *)(long)skb->data;
+	__u8 *end = (__u8 *)(long)skb->data_end;
+	__u8 *h = data + ETH_HLEN;
+	__u8 *l4;
+	if (eth_proto == ETH_P_IP) {
+		if (h + 20 > end || h[0] != 0x45 || ((h[6] & 0x1f) | h[7]))
+			return 1;
+		p->family = 4;
+		p->proto = h[9];
+		__builtin_memcpy(p->src, &h[12], 4);
+		__builtin_memcpy(p->dst, &h[16], 4);
+		l4 = h + 20;
+	} else {
+		if (h + 40 > end || (h[0] >> 4) != 6)
+			return 1;
+		p->family = 6;
+		p->proto = h[6];
+		__builtin_memcpy(p->src, &h[8], 16);
+		__builtin_memcpy(p->dst, &h[24], 16);
+		l4 = h + 40;
+	}
+	if (p->proto == IPPROTO_TCP) {
+		if (l4 + 14 > end)
+			return 1;
+		p->tcp_syn = (l4[13] & 0x12) == 0x02;
+	} else if (p->proto == IPPROTO_UDP) {
+		if (l4 + 4 > end)
+			return 1;
+	} else {
+		return 1;
+	}
+	p->sport = (l4[0] << 8) | l4[1];
+	p->dport = (l4[2] << 8) | l4[3];
+	p->l4 = 1;
+	return 0;
+}
+
 /* Parses IPv4 or IPv6 after the Ethernet header. Returns -1 when malformed. */
 static __always_inline int parse_ip(struct __sk_buff *skb, __u16 eth_proto, struct pkt *p)
 {
+	if (!parse_fast(skb, eth_proto, p))
+		return 0;
+	__builtin_memset(p, 0, sizeof(*p));
 	__u32 off = ETH_HLEN;
 	if (eth_proto == ETH_P_IP) {
 		__u8 h[20];
@@ -507,6 +555,88 @@ static __always_inline void count(__u64 rule, __u32 len)
 	}
 }
 
+/* How long a connection of `proto` may be idle. */
+static __always_inline __u64 timeout_ns(__u8 proto)
+{
+	__u32 zero = 0;
+	struct settings *s = bpf_map_lookup_elem(&skf_settings, &zero);
+	if (!s)
+		return 0;
+	int t = timeout_class(proto);
+	if (t == T_TCP)
+		return s->timeout_ns[T_TCP];
+	if (t == T_UDP)
+		return s->timeout_ns[T_UDP];
+	if (t == T_ICMP)
+		return s->timeout_ns[T_ICMP];
+	return s->timeout_ns[T_OTHER];
+}
+
+static __always_inline int icmp_error(const struct pkt *p)
+{
+	if (p->family == 4)
+		return p->icmp_type == 3 || p->icmp_type == 11 || p->icmp_type == 12;
+	return p->icmp_type >= 1 && p->icmp_type <= 4;
+}
+
+/* An ICMP error about a tracked connection of this NIC (its embedded packet is one of
+ * the connection's, sent the other way): returns 1 and the connection's rule. Errors
+ * about connections admitted under older rules go to the rules. */
+static __always_inline int related(struct __sk_buff *skb, const struct nic_cfg *nic,
+				   const struct pkt *p, __u8 dir, __u64 now, __u64 *rule)
+{
+	__u32 off = p->l4_off + 8;
+	__u8 src[16] = {}, dst[16] = {};
+	__u8 proto;
+	if (p->family == 4) {
+		__u8 h[20];
+		if (bpf_skb_load_bytes(skb, off, h, sizeof(h)))
+			return 0;
+		if ((h[0] >> 4) != 4 || (h[0] & 0xf) < 5 || ((h[6] & 0x1f) | h[7]))
+			return 0;
+		proto = h[9];
+		__builtin_memcpy(src, &h[12], 4);
+		__builtin_memcpy(dst, &h[16], 4);
+		off += (h[0] & 0xf) * 4;
+	} else {
+		__u8 h[40];
+		if (bpf_skb_load_bytes(skb, off, h, sizeof(h)))
+			return 0;
+		if ((h[0] >> 4) != 6)
+			return 0;
+		proto = h[6];
+		__builtin_memcpy(src, &h[8], 16);
+		__builtin_memcpy(dst, &h[24], 16);
+		off += 40;
+	}
+	struct ct_key k = {};
+	k.nic = nic->nic;
+	k.family = p->family;
+	k.proto = proto;
+	__u8 l[8];
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+		if (bpf_skb_load_bytes(skb, off, l, 4))
+			return 0;
+		__u16 sp = (l[0] << 8) | l[1], dp = (l[2] << 8) | l[3];
+		/* Arriving at the VM, the error is about a packet the VM sent. */
+		k.vm_port = dir == DIR_IN ? sp : dp;
+		k.remote_port = dir == DIR_IN ? dp : sp;
+	} else if (proto == (p->family == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6)) {
+		if (bpf_skb_load_bytes(skb, off, l, 8))
+			return 0;
+		if (l[0] != (p->family == 4 ? 8 : 128))
+			return 0;
+		k.vm_port = (l[4] << 8) | l[5];
+	}
+	__builtin_memcpy(k.vm_addr, dir == DIR_IN ? src : dst, 16);
+	__builtin_memcpy(k.remote_addr, dir == DIR_IN ? dst : src, 16);
+	struct ct_val *v = bpf_map_lookup_elem(&skf_ct, &k);
+	if (!v || v->version != nic->version || now - v->seen > timeout_ns(proto))
+		return 0;
+	*rule = v->rule;
+	return 1;
+}
+
 /* Rules and connection tracking for an IP packet of a filtered NIC. */
 static __always_inline int filter(struct __sk_buff *skb, const struct nic_cfg *nic,
 				  const struct pkt *p, __u8 dir)
@@ -517,7 +647,12 @@ static __always_inline int filter(struct __sk_buff *skb, const struct nic_cfg *n
 	int echo = is_icmp(p) && (icmp_echo(p, 1) || icmp_echo(p, 0));
 	int tracked = !p->frag && (!is_icmp(p) || echo);
 	__u64 rule = 0;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_coarse_ns(); /* timeouts are in seconds */
+
+	if (is_icmp(p) && p->l4 && icmp_error(p) && related(skb, nic, p, dir, now, &rule)) {
+		count(rule, skb->len);
+		return TC_ACT_OK;
+	}
 
 	struct ct_key k = {};
 	if (tracked) {
@@ -538,21 +673,7 @@ static __always_inline int filter(struct __sk_buff *skb, const struct nic_cfg *n
 		if (v && echo && (icmp_echo(p, 1) ? v->origin != dir : v->origin == dir))
 			v = 0;
 		if (v) {
-			__u32 zero = 0;
-			struct settings *s = bpf_map_lookup_elem(&skf_settings, &zero);
-			__u64 timeout = 0;
-			if (s) {
-				int t = timeout_class(p->proto);
-				if (t == T_TCP)
-					timeout = s->timeout_ns[T_TCP];
-				else if (t == T_UDP)
-					timeout = s->timeout_ns[T_UDP];
-				else if (t == T_ICMP)
-					timeout = s->timeout_ns[T_ICMP];
-				else
-					timeout = s->timeout_ns[T_OTHER];
-			}
-			int alive = now - v->seen <= timeout;
+			int alive = now - v->seen <= timeout_ns(p->proto);
 			if (alive && v->version != nic->version) {
 				if (decide(nic, v->origin, p->family, remote, p->proto, v->lport, 0,
 					   &rule) == 0) {
@@ -590,6 +711,12 @@ static __always_inline int filter(struct __sk_buff *skb, const struct nic_cfg *n
 
 static __always_inline int eth_proto(struct __sk_buff *skb, __u8 *src_mac)
 {
+	__u8 *data = (__u8 *)(long)skb->data;
+	if (data + ETH_HLEN <= (__u8 *)(long)skb->data_end) {
+		if (src_mac)
+			__builtin_memcpy(src_mac, &data[6], 6);
+		return (data[12] << 8) | data[13];
+	}
 	__u8 h[ETH_HLEN];
 	if (bpf_skb_load_bytes(skb, 0, h, sizeof(h)))
 		return -1;

@@ -242,7 +242,12 @@ fn bpf_program_and_evaluator_decide_identically() {
                 0 => None,
                 n if rng.gen_bool(0.4) => {
                     let (pd, f) = &sent[rng.gen_range(n.saturating_sub(5)..n)];
-                    reply(f).map(|r| (opposite(*pd), r))
+                    let answer = if rng.gen_bool(0.25) {
+                        icmp_error_about(&mut rng, f)
+                    } else {
+                        reply(f)
+                    };
+                    answer.map(|r| (opposite(*pd), r))
                 }
                 _ => None,
             };
@@ -292,6 +297,46 @@ fn opposite(d: Dir) -> Dir {
         Dir::In => Dir::Out,
         Dir::Out => Dir::In,
     }
+}
+
+/// An ICMP error about `f`, from its destination (or a router on the way) to its
+/// source, carrying f's IP header and the first 8 bytes after it.
+fn icmp_error_about(rng: &mut StdRng, f: &[u8]) -> Option<Vec<u8>> {
+    let (proto, _) = packet::ethernet(f)?;
+    let (src, dst, inner) = if proto == packet::ETH_P_IP && f.len() >= 34 {
+        let ihl = usize::from(f[14] & 0xf) * 4;
+        let s: [u8; 4] = f[26..30].try_into().ok()?;
+        let d: [u8; 4] = f[30..34].try_into().ok()?;
+        (
+            IpAddr::from(s),
+            IpAddr::from(d),
+            &f[14..f.len().min(14 + ihl + 8)],
+        )
+    } else if proto == packet::ETH_P_IPV6 && f.len() >= 54 {
+        let s: [u8; 16] = f[22..38].try_into().ok()?;
+        let d: [u8; 16] = f[38..54].try_into().ok()?;
+        (IpAddr::from(s), IpAddr::from(d), &f[14..f.len().min(62)])
+    } else {
+        return None;
+    };
+    let from = if rng.gen_bool(0.7) {
+        dst
+    } else if src.is_ipv4() {
+        ip("192.168.1.1")
+    } else {
+        ip("2001:db8::1")
+    };
+    let mut s = Spec::new(from, src, if src.is_ipv4() { ICMP } else { ICMPV6 });
+    s.src_mac = f[..6].try_into().ok()?;
+    s.dst_mac = f[6..12].try_into().ok()?;
+    s.icmp_type = if src.is_ipv4() {
+        [3, 11, 12][rng.gen_range(0..3)]
+    } else {
+        [1, 2, 3, 4][rng.gen_range(0..4)]
+    };
+    let mut out = s.build();
+    out.extend_from_slice(inner);
+    Some(out)
 }
 
 /// The answer to `f`: addresses, ports and MACs swapped, echo requests answered.

@@ -39,8 +39,12 @@ impl Evaluator {
         }
     }
 
-    /// Installs or replaces the policy of the NIC on `ifindex`.
+    /// Installs or replaces the policy of the NIC on `ifindex`. Like the driver, a
+    /// policy equal to the current one changes nothing (not even the version).
     pub fn set_policy(&mut self, ifindex: u32, policy: NicPolicy) {
+        if self.nics.get(&ifindex).is_some_and(|n| n.policy == policy) {
+            return;
+        }
         let version = self.nics.get(&ifindex).map_or(1, |n| n.version + 1);
         self.nics.insert(ifindex, Nic { policy, version });
     }
@@ -127,7 +131,7 @@ impl Evaluator {
         if (p.family == 4 && udp(68, Some(67))) || (p.family == 6 && udp(546, Some(547))) {
             return true;
         }
-        self.filter(policy, version, &p, Dir::Out, frame.len() as u64, now)
+        self.filter(policy, version, &p, Dir::Out, frame, now)
     }
 
     fn sent_to_vm(&mut self, policy: &NicPolicy, version: u32, frame: &[u8], now: u64) -> bool {
@@ -150,7 +154,7 @@ impl Evaluator {
         if (p.family == 4 && udp(67, 68)) || (p.family == 6 && udp(547, 546)) || nd_in(&p) {
             return true;
         }
-        self.filter(policy, version, &p, Dir::In, frame.len() as u64, now)
+        self.filter(policy, version, &p, Dir::In, frame, now)
     }
 
     fn timeout_ns(&self, proto: u8) -> u64 {
@@ -169,9 +173,16 @@ impl Evaluator {
         version: u32,
         p: &IpPacket,
         dir: Dir,
-        len: u64,
+        frame: &[u8],
         now: u64,
     ) -> bool {
+        let len = frame.len() as u64;
+        if p.is_icmp() && p.l4 && p.icmp_error() {
+            if let Some(rule) = self.related(policy, version, p, dir, frame, now) {
+                self.count(rule, len);
+                return true;
+            }
+        }
         let (vm, remote) = match dir {
             Dir::Out => (p.src, p.dst),
             Dir::In => (p.dst, p.src),
@@ -235,6 +246,74 @@ impl Evaluator {
         }
         self.count(rule, len);
         true
+    }
+
+    /// An ICMP error about a tracked connection admitted under the current rules: its
+    /// embedded packet is one of the connection's, sent the other way.
+    fn related(
+        &self,
+        policy: &NicPolicy,
+        version: u32,
+        p: &IpPacket,
+        dir: Dir,
+        frame: &[u8],
+        now: u64,
+    ) -> Option<u64> {
+        let mut off = p.l4_off + 8;
+        let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+        let proto;
+        if p.family == 4 {
+            let h = frame.get(off..off + 20)?;
+            let frag = (u16::from(h[6] & 0x1f) << 8) | u16::from(h[7]);
+            if h[0] >> 4 != 4 || h[0] & 0xf < 5 || frag != 0 {
+                return None;
+            }
+            proto = h[9];
+            src[..4].copy_from_slice(&h[12..16]);
+            dst[..4].copy_from_slice(&h[16..20]);
+            off += usize::from(h[0] & 0xf) * 4;
+        } else {
+            let h = frame.get(off..off + 40)?;
+            if h[0] >> 4 != 6 {
+                return None;
+            }
+            proto = h[6];
+            src.copy_from_slice(&h[8..24]);
+            dst.copy_from_slice(&h[24..40]);
+            off += 40;
+        }
+        let mut key = CtKey {
+            nic: policy.nic,
+            family: p.family,
+            proto,
+            ..Default::default()
+        };
+        let icmp = if p.family == 4 { packet::ICMP } else { ICMPV6 };
+        if proto == TCP || proto == UDP {
+            let l = frame.get(off..off + 4)?;
+            let (sp, dp) = (
+                u16::from_be_bytes([l[0], l[1]]),
+                u16::from_be_bytes([l[2], l[3]]),
+            );
+            // Arriving at the VM, the error is about a packet the VM sent.
+            (key.vm_port, key.remote_port) = match dir {
+                Dir::In => (sp, dp),
+                Dir::Out => (dp, sp),
+            };
+        } else if proto == icmp {
+            let l = frame.get(off..off + 8)?;
+            if l[0] != if p.family == 4 { 8 } else { 128 } {
+                return None;
+            }
+            key.vm_port = u16::from_be_bytes([l[4], l[5]]);
+        }
+        (key.vm_addr, key.remote_addr) = match dir {
+            Dir::In => (src, dst),
+            Dir::Out => (dst, src),
+        };
+        let f = self.flows.get(&key)?;
+        (f.version == version && now.wrapping_sub(f.seen) <= self.timeout_ns(proto))
+            .then_some(f.rule)
     }
 
     fn count(&mut self, rule: u64, len: u64) {

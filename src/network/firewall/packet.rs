@@ -32,11 +32,23 @@ pub struct IpPacket {
     pub dst: [u8; 16],
     /// The target of a neighbour advertisement.
     pub nd_target: Option<[u8; 16]>,
+    /// Where the L4 header starts in the frame.
+    pub l4_off: usize,
 }
 
 impl IpPacket {
     pub fn is_icmp(&self) -> bool {
         (self.family == 4 && self.proto == ICMP) || (self.family == 6 && self.proto == ICMPV6)
+    }
+
+    /// Destination unreachable, time exceeded, parameter problem (and ICMPv6 packet too
+    /// big): errors that carry the packet they are about.
+    pub fn icmp_error(&self) -> bool {
+        if self.family == 4 {
+            matches!(self.icmp_type, 3 | 11 | 12)
+        } else {
+            (1..=4).contains(&self.icmp_type)
+        }
     }
 
     pub fn echo(&self, request: bool) -> bool {
@@ -65,6 +77,7 @@ fn parse_l4(b: &[u8], off: usize, p: &mut IpPacket) -> Option<()> {
     if p.frag {
         return Some(());
     }
+    p.l4_off = off;
     if p.proto == TCP {
         let h = get(b, off, 14)?;
         p.sport = u16::from_be_bytes([h[0], h[1]]);
