@@ -35,9 +35,12 @@ $OUT
 - veth rows: one sender namespace blasting 256 flows with AF_PACKET through a router
   namespace to the "VM" namespace; skiff runs on the VM's tap (tc egress), nftables in a
   netdev ingress chain on the router's inbound veth (stateless, like the rules alone).
-  "Packets of tracked connections" is what a stateful firewall sees for established
-  traffic; "every packet decided by the rules" is the worst case (a flood of packets that
-  open nothing). The veth figures vary by ±5 % between runs on these 2 shared cores.
+  The VM namespace drops the packets (no RSTs back), so only the inbound path is
+  measured. "Packets of tracked connections" is what a stateful firewall sees for
+  established traffic; "every packet decided by the rules" is the worst case (a flood of
+  packets that open nothing). The sender is pinned to one core, where the whole receive
+  path runs; the configurations are interleaved over 5 rounds and the median is shown,
+  because single rounds vary by up to ±15 % on these 2 shared cores (the rounds column).
 <!-- firewall-bench:end -->
 MD
 )
