@@ -1173,3 +1173,38 @@ fn reverse_echo_request_with_the_same_id_is_a_new_flow() {
         "B's IPv6 echo request to A with A's echo id must be dropped"
     );
 }
+
+/// Sends one UDP datagram on a connected socket; exit 0 when the kernel reports the
+/// ICMP "port unreachable" that came back (ECONNREFUSED), 1 when nothing came.
+const UDP_REFUSED: &str = r#"
+import socket, sys
+fam = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM)
+s.settimeout(1.5)
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.send(b'x')
+try:
+    s.recv(100)
+    sys.exit(2)
+except ConnectionRefusedError:
+    sys.exit(0)
+except socket.timeout:
+    sys.exit(1)
+"#;
+
+#[test]
+fn icmp_errors_about_tracked_flows_reach_a_vm_that_denies_inbound() {
+    let Some(net) = Net::new(2) else { return };
+    net.sync(&[net.policy(A, true, vec![]), net.policy(B, false, vec![])]);
+    for to in [net.v4(B), net.v6(B)] {
+        let o = net.exec(A, &[python(), "-c", UDP_REFUSED, &to.to_string(), "9"]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "A's datagram to {to}:9 (closed) must come back refused: the ICMP error is \
+             related to A's tracked flow although A admits no inbound ICMP"
+        );
+    }
+    // Unrelated ICMP stays out: B's echo requests to A are still dropped.
+    assert!(!net.ping(B, net.v4(A), None), "B -> A ping must be dropped");
+}
