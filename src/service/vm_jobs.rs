@@ -262,25 +262,43 @@ impl VmHost {
         let name = vm.domain_name();
         let running = self.hv.state(&name).map_err(|e| e.to_string())? == Some(PowerState::Running);
         match (running, reset) {
-            (false, _) => self.start_filtered(&name),
-            (true, true) => self.hv.reboot(&name, true),
+            (false, _) => self.start_filtered(vm)?,
+            (true, true) => self.hv.reboot(&name, true).map_err(|e| e.to_string())?,
             // Already running (a resumed job, or a start that raced a boot): it is up.
             (true, false) => return self.set_status(&vm.id, VmStatus::Active),
         }
-        .map_err(|e| e.to_string())?;
         self.wait_ready(vm, offset)?;
         self.set_status(&vm.id, VmStatus::Active)
     }
 
     /// Starts the domain with its CPUs paused, puts the firewall on its new taps, then
-    /// lets it run: the guest never sends a packet unfiltered.
-    fn start_filtered(&self, name: &str) -> Result<(), crate::compute::ComputeError> {
+    /// lets it run: the guest never sends a packet unfiltered. When its taps cannot be
+    /// filtered, the domain is destroyed again and the boot fails.
+    fn start_filtered(&self, vm: &Vm) -> Result<(), String> {
+        let name = vm.domain_name();
         let Some(fw) = &self.firewall else {
-            return self.hv.start(name);
+            return self.hv.start(&name).map_err(|e| e.to_string());
         };
-        self.hv.start_paused(name)?;
-        fw.sync_logged();
-        self.hv.resume(name)
+        self.hv.start_paused(&name).map_err(|e| e.to_string())?;
+        let failed: Vec<String> = match fw.sync() {
+            Ok(lines) => lines
+                .into_iter()
+                .filter(|l| {
+                    vm.nics
+                        .iter()
+                        .any(|n| l.starts_with(&format!("{}:", n.tap)))
+                })
+                .collect(),
+            Err(e) => vec![e],
+        };
+        if !failed.is_empty() {
+            let _ = self.hv.destroy(&name);
+            return Err(format!(
+                "security groups could not be applied, the VM stays off: {}",
+                failed.join("; ")
+            ));
+        }
+        self.hv.resume(&name).map_err(|e| e.to_string())
     }
 
     fn wait_ready(&self, vm: &Vm, offset: u64) -> Result<(), String> {
