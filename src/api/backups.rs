@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
 use super::error::ApiError;
-use super::extract::{page, path_uuid, Caller, ProjectHeader};
+use super::extract::{optional_uuid, page, path_uuid, Caller, ProjectHeader};
 use super::types::{self, *};
 use super::vms::done;
 use super::AppState;
@@ -43,6 +43,17 @@ fn one(status: StatusCode, s: &Services, b: model::Backup) -> HttpResponse {
     })
 }
 
+fn schedule_one(
+    s: &Services,
+    status: StatusCode,
+    x: model::BackupSchedule,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::build(status).json(BackupScheduleResponse {
+        success: true,
+        data: schedule_dto(s, x)?,
+    }))
+}
+
 fn schedule_dto(s: &Services, x: model::BackupSchedule) -> Result<types::BackupSchedule, ApiError> {
     let bytes = s.schedule_stored_bytes(&x)?;
     Ok(types::BackupSchedule {
@@ -65,14 +76,6 @@ fn schedule_dto(s: &Services, x: model::BackupSchedule) -> Result<types::BackupS
         next_run_at: x.next_run_at,
         created_at: x.created_at,
     })
-}
-
-fn optional_uuid(v: Option<&str>, what: &str) -> Result<Option<uuid::Uuid>, ApiError> {
-    v.map(|s| {
-        uuid::Uuid::parse_str(s.trim())
-            .map_err(|_| ApiError::bad_request(format!("{what} must be a UUID")))
-    })
-    .transpose()
 }
 
 #[utoipa::path(
@@ -368,10 +371,7 @@ pub async fn create_schedule(
             enabled: None,
         },
     )?;
-    Ok(HttpResponse::Created().json(BackupScheduleResponse {
-        success: true,
-        data: schedule_dto(s, x)?,
-    }))
+    schedule_one(s, StatusCode::CREATED, x)
 }
 
 #[utoipa::path(
@@ -392,10 +392,7 @@ pub async fn get_schedule(
 ) -> Result<HttpResponse, ApiError> {
     let s = &state.services;
     let x = s.get_backup_schedule(&who, schedule_id(&id)?)?;
-    Ok(HttpResponse::Ok().json(BackupScheduleResponse {
-        success: true,
-        data: schedule_dto(s, x)?,
-    }))
+    schedule_one(s, StatusCode::OK, x)
 }
 
 #[utoipa::path(
@@ -431,10 +428,7 @@ pub async fn update_schedule(
             enabled: b.enabled,
         },
     )?;
-    Ok(HttpResponse::Ok().json(BackupScheduleResponse {
-        success: true,
-        data: schedule_dto(s, x)?,
-    }))
+    schedule_one(s, StatusCode::OK, x)
 }
 
 #[utoipa::path(

@@ -49,6 +49,15 @@ impl FromRequest for ProjectHeader {
     }
 }
 
+/// Parses an optional id given in a header or query parameter named `what`.
+pub fn optional_uuid(v: Option<&str>, what: &str) -> Result<Option<Uuid>, ApiError> {
+    v.map(|s| {
+        Uuid::parse_str(s.trim())
+            .map_err(|_| ApiError::bad_request(format!("{what} must be a UUID")))
+    })
+    .transpose()
+}
+
 /// Parses a path id; anything that is not a UUID cannot name a resource.
 pub fn path_uuid(raw: &str, kind: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw)

@@ -6,16 +6,27 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
 use super::error::ApiError;
-use super::extract::{path_uuid, Caller, ProjectHeader};
+use super::extract::{optional_uuid, path_uuid, Caller, ProjectHeader};
 use super::types::{self, *};
 use super::vms::done;
 use super::AppState;
 use crate::model::{self, SgDirection, SgProtocol, SgRemote};
-use crate::network::firewall::Counter;
-use crate::service::{raff_rule, sg_templates, GroupWrite, RaffRule, ServiceError, Services};
+use crate::service::{
+    raff_rule, sg_templates, GroupWrite, RaffRule, RuleCounter, ServiceError, Services,
+};
+
+/// Runs a service call that writes BPF maps on the blocking pool, not on an HTTP worker.
+async fn off_worker<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ApiError> {
+    web::block(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(ApiError::from)
+}
 
 /// A rule in the contract's shape.
-fn rule_dto(r: &model::SgRule, counters: Option<&HashMap<u64, Counter>>) -> SecurityGroupRule {
+fn rule_dto(r: &model::SgRule, counters: Option<&HashMap<u64, RuleCounter>>) -> SecurityGroupRule {
     let protocol = match r.protocol {
         SgProtocol::Tcp => "TCP".to_string(),
         SgProtocol::Udp => "UDP".into(),
@@ -54,12 +65,12 @@ fn rule_dto(r: &model::SgRule, counters: Option<&HashMap<u64, Counter>>) -> Secu
 }
 
 fn dto(
-    s: &Services,
     g: model::SecurityGroup,
-    counters: &HashMap<u64, Counter>,
-) -> Result<types::SecurityGroup, ApiError> {
-    Ok(types::SecurityGroup {
-        vm_count: s.security_group_use(&g)?,
+    vm_count: usize,
+    counters: &HashMap<u64, RuleCounter>,
+) -> types::SecurityGroup {
+    types::SecurityGroup {
+        vm_count,
         id: g.id,
         name: g.name,
         description: g.description,
@@ -71,7 +82,7 @@ fn dto(
         project_id: g.project_id,
         created_at: g.created_at,
         updated_at: g.updated_at,
-    })
+    }
 }
 
 /// Parses the contract's rules; an error names the rule.
@@ -106,10 +117,11 @@ fn one(
     status: StatusCode,
     g: model::SecurityGroup,
 ) -> Result<HttpResponse, ApiError> {
-    let counters = s.security_group_counters();
+    let uses = s.security_group_uses(std::slice::from_ref(&g))?;
+    let vm_count = uses.get(&g.id).copied().unwrap_or_default();
     Ok(HttpResponse::build(status).json(SecurityGroupResponse {
         success: true,
-        data: dto(s, g, &counters)?,
+        data: dto(g, vm_count, &s.security_group_counters()),
     }))
 }
 
@@ -128,19 +140,18 @@ pub async fn list(
     ProjectHeader(project): ProjectHeader,
 ) -> Result<HttpResponse, ApiError> {
     let s = &state.services;
-    let project = match project.as_deref() {
-        Some(p) => Some(
-            uuid::Uuid::parse_str(p.trim())
-                .map_err(|_| ApiError::bad_request("X-Project-ID must be a project UUID"))?,
-        ),
-        None => None,
-    };
+    let project = optional_uuid(project.as_deref(), "X-Project-ID")?;
+    let groups = s.list_security_groups(&who, project.as_ref())?;
+    // Use counts and counters are read once for the whole list.
+    let uses = s.security_group_uses(&groups)?;
     let counters = s.security_group_counters();
-    let data = s
-        .list_security_groups(&who, project.as_ref())?
+    let data = groups
         .into_iter()
-        .map(|g| dto(s, g, &counters))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|g| {
+            let n = uses.get(&g.id).copied().unwrap_or_default();
+            dto(g, n, &counters)
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(SecurityGroupList {
         success: true,
         data,
@@ -253,11 +264,9 @@ pub async fn update(
     let b = body.into_inner();
     let s = state.services.clone();
     let rules = parse_rules(b.rules)?;
-    let who2 = who.clone();
-    // Applying the rules touches BPF maps: off the async workers.
-    let g = web::block(move || {
+    let g = off_worker(move || {
         s.update_security_group(
-            &who2,
+            &who,
             project.as_deref(),
             &id,
             GroupWrite {
@@ -268,8 +277,7 @@ pub async fn update(
             },
         )
     })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    .await?;
     one(&state.services, StatusCode::OK, g)
 }
 
@@ -328,7 +336,7 @@ pub async fn attach(
     let vm = path_uuid(&id, "VM")?;
     let b = body.into_inner();
     let s = state.services.clone();
-    web::block(move || {
+    off_worker(move || {
         s.set_security_group_attachment(
             &who,
             project.as_deref(),
@@ -338,8 +346,7 @@ pub async fn attach(
             true,
         )
     })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    .await?;
     Ok(done(format!(
         "Security group {} attached to NIC {}",
         b.security_group_id, b.nic_id
@@ -376,10 +383,9 @@ pub async fn detach(
         .parse()
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "NIC not found"))?;
     let s = state.services.clone();
-    web::block(move || {
+    off_worker(move || {
         s.set_security_group_attachment(&who, project.as_deref(), &vm, &sg, nic, false)
     })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    .await?;
     Ok(done(format!("Security group {sg} detached from NIC {nic}")))
 }

@@ -103,6 +103,18 @@ impl Services {
         self.start_backup(&vm, name, who.user_id, None)
     }
 
+    /// A job on `vm`'s target (so it waits for the VM's other jobs) about backup `b`.
+    fn submit_backup_job(&self, kind: &str, vm: &Vm, b: &Backup) -> Result<(), ServiceError> {
+        self.inner.jobs.submit(NewJob {
+            kind: kind.into(),
+            target: format!("vm/{}", vm.id),
+            account_id: Some(vm.account_id),
+            project_id: Some(vm.project_id),
+            params: serde_json::json!({ "backup_id": b.id, "vm_id": vm.id }),
+        })?;
+        Ok(())
+    }
+
     /// Creates the record and its job. Shared by the API and the scheduler.
     pub(crate) fn start_backup(
         &self,
@@ -138,13 +150,7 @@ impl Services {
             updated_at: now(),
         };
         self.inner.backups.create(&b)?;
-        self.inner.jobs.submit(NewJob {
-            kind: "backup.create".into(),
-            target: format!("vm/{}", vm.id),
-            account_id: Some(vm.account_id),
-            project_id: Some(vm.project_id),
-            params: serde_json::json!({ "backup_id": b.id, "vm_id": vm.id }),
-        })?;
+        self.submit_backup_job("backup.create", vm, &b)?;
         Ok(b)
     }
 
@@ -266,13 +272,7 @@ impl Services {
                 Ok(())
             })?
             .ok_or(ServiceError::NotFound { kind: "Backup" })?;
-        self.inner.jobs.submit(NewJob {
-            kind: "backup.restore".into(),
-            target: format!("vm/{}", vm.id),
-            account_id: Some(vm.account_id),
-            project_id: Some(vm.project_id),
-            params: serde_json::json!({ "backup_id": b.id, "vm_id": vm.id }),
-        })?;
+        self.submit_backup_job("backup.restore", &vm, &b)?;
         Ok(b)
     }
 

@@ -140,15 +140,15 @@ pub(crate) fn policies(vms: &[Vm], groups: &[SecurityGroup]) -> Vec<(String, Nic
 }
 
 impl FirewallHost {
-    /// Brings the data plane in line with the store. Returns what failed, per tap.
-    pub fn sync(&self) -> Result<Vec<String>, String> {
+    /// Brings the data plane in line with the store. Returns what failed: (tap, why).
+    pub fn sync(&self) -> Result<Vec<(String, String)>, String> {
         let _one = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let vms = self.vms.all().map_err(|e| e.to_string())?;
         let groups = self.groups.all().map_err(|e| e.to_string())?;
         let failed = self.fw.sync(&policies(&vms, &groups));
         Ok(failed
             .into_iter()
-            .map(|(tap, e)| format!("{tap}: {e}"))
+            .map(|(tap, e)| (tap, e.to_string()))
             .collect())
     }
 
@@ -156,8 +156,8 @@ impl FirewallHost {
     pub fn sync_logged(&self) {
         match self.sync() {
             Ok(failed) => {
-                for f in failed {
-                    tracing::error!(error = %f, "security groups not applied");
+                for (tap, e) in failed {
+                    tracing::error!(tap, error = %e, "security groups not applied");
                 }
             }
             Err(e) => tracing::error!(error = %e, "security groups not applied"),
@@ -182,7 +182,11 @@ impl Reconcile for FirewallReconciler {
 
     fn reconcile(&self) -> Result<Vec<String>, String> {
         match &self.0.inner.firewall {
-            Some(f) => f.sync(),
+            Some(f) => Ok(f
+                .sync()?
+                .into_iter()
+                .map(|(tap, e)| format!("{tap}: {e}"))
+                .collect()),
             None => Ok(vec![]),
         }
     }

@@ -28,7 +28,7 @@ pub use backups::storage_mb;
 pub use firewall::FirewallReconciler;
 pub use init::InitReport;
 pub use projects::{NewProject, ProjectChange};
-pub use security_groups::{raff_rule, sg_templates, GroupWrite, RaffRule, SgTemplate};
+pub use security_groups::{raff_rule, sg_templates, GroupWrite, RaffRule, RuleCounter, SgTemplate};
 pub use templates::{ImportTemplate, SaveImage};
 pub use vm_meta::NoteWrite;
 pub use vm_reconcile::VmReconciler;

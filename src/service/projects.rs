@@ -20,10 +20,11 @@ pub struct ProjectChange {
 
 const MAX_DESCRIPTION: usize = 1024;
 
-fn check_description(d: &str) -> Result<String, ServiceError> {
-    if d.chars().count() > MAX_DESCRIPTION {
+/// A free-text description of at most `max` characters, taken as given.
+pub(crate) fn check_description(d: &str, max: usize) -> Result<String, ServiceError> {
+    if d.chars().count() > max {
         return Err(invalid(format!(
-            "description must be at most {MAX_DESCRIPTION} characters"
+            "description must be at most {max} characters"
         )));
     }
     Ok(d.to_string())
@@ -151,7 +152,7 @@ impl Services {
         let description = new
             .description
             .as_deref()
-            .map(check_description)
+            .map(|d| check_description(d, MAX_DESCRIPTION))
             .transpose()?;
         let region = new
             .default_region
@@ -205,7 +206,7 @@ impl Services {
         let description = change
             .description
             .as_deref()
-            .map(check_description)
+            .map(|d| check_description(d, MAX_DESCRIPTION))
             .transpose()?;
         if let Some(r) = &change.default_region {
             self.check_region(r)?;

@@ -5,11 +5,15 @@ use std::net::IpAddr;
 
 use uuid::Uuid;
 
+use super::projects::check_description;
 use super::{check_name, invalid, Principal, ServiceError, Services};
 use crate::model::{
     now, uuid_key, Family, SecurityGroup, SgDirection, SgProtocol, SgRemote, SgRule, Vm,
 };
-use crate::network::firewall::Counter;
+pub use crate::network::firewall::Counter as RuleCounter;
+
+/// The longest group description accepted.
+const MAX_DESCRIPTION: usize = 255;
 
 /// A rule in the Raff contract's shape, as received.
 #[derive(Clone, Debug, Default)]
@@ -398,7 +402,10 @@ impl Services {
             account_id: who.account_id,
             project_id: project.id,
             name,
-            description: check_description(w.description.as_deref().unwrap_or_default())?,
+            description: check_description(
+                w.description.as_deref().unwrap_or_default(),
+                MAX_DESCRIPTION,
+            )?,
             rules,
             created_at: t,
             updated_at: t,
@@ -429,7 +436,7 @@ impl Services {
         let description = w
             .description
             .as_deref()
-            .map(check_description)
+            .map(|d| check_description(d, MAX_DESCRIPTION))
             .transpose()?;
         let rules = match w.rules {
             Some(r) => Some(self.number_rules(&g.project_id, r, &g.rules)?),
@@ -528,13 +535,31 @@ impl Services {
             .collect())
     }
 
-    /// How many NICs carry `g` (the contract's `vm_count`).
-    pub fn security_group_use(&self, g: &SecurityGroup) -> Result<usize, ServiceError> {
-        Ok(self.group_nics(g)?.len())
+    /// How many NICs carry each of `groups` (the contract's `vm_count`), reading each
+    /// project's VMs once.
+    pub fn security_group_uses(
+        &self,
+        groups: &[SecurityGroup],
+    ) -> Result<std::collections::HashMap<Uuid, usize>, ServiceError> {
+        let mut uses: std::collections::HashMap<Uuid, usize> =
+            groups.iter().map(|g| (g.id, 0)).collect();
+        let mut projects: Vec<Uuid> = groups.iter().map(|g| g.project_id).collect();
+        projects.sort();
+        projects.dedup();
+        for p in projects {
+            for vm in self.inner.vms.by_index(Vm::BY_PROJECT, &uuid_key(&p))? {
+                for g in vm.nics.iter().flat_map(|n| &n.security_groups) {
+                    if let Some(c) = uses.get_mut(g) {
+                        *c += 1;
+                    }
+                }
+            }
+        }
+        Ok(uses)
     }
 
     /// Per-rule counters from the data plane; empty when it is not running.
-    pub fn security_group_counters(&self) -> std::collections::HashMap<u64, Counter> {
+    pub fn security_group_counters(&self) -> std::collections::HashMap<u64, RuleCounter> {
         self.inner
             .firewall
             .as_ref()
@@ -607,11 +632,4 @@ impl Services {
         }
         Ok(())
     }
-}
-
-fn check_description(d: &str) -> Result<String, ServiceError> {
-    if d.chars().count() > 255 {
-        return Err(invalid("description must be at most 255 characters"));
-    }
-    Ok(d.to_string())
 }

@@ -281,13 +281,10 @@ impl VmHost {
         };
         self.hv.start_paused(&name).map_err(|e| e.to_string())?;
         let failed: Vec<String> = match fw.sync() {
-            Ok(lines) => lines
+            Ok(failed) => failed
                 .into_iter()
-                .filter(|l| {
-                    vm.nics
-                        .iter()
-                        .any(|n| l.starts_with(&format!("{}:", n.tap)))
-                })
+                .filter(|(tap, _)| vm.nics.iter().any(|n| n.tap == *tap))
+                .map(|(tap, e)| format!("{tap}: {e}"))
                 .collect(),
             Err(e) => vec![e],
         };

@@ -39,6 +39,8 @@ struct Inner {
     applied: HashMap<u32, Applied>,
     /// NICs found in the pinned maps at start, written by an earlier process.
     orphans: HashMap<u32, NicCfg>,
+    /// How many applied NICs carry each rule id (its counter lives while > 0).
+    rule_refs: HashMap<u64, u32>,
 }
 
 /// The loaded data plane. All methods take `&self`; one lock serialises map updates.
@@ -137,6 +139,7 @@ impl Firewall {
             dir: dir.to_path_buf(),
             applied: HashMap::new(),
             orphans: HashMap::new(),
+            rule_refs: HashMap::new(),
         };
         {
             let nics: BpfHash<&mut MapData, u32, NicCfg> =
@@ -181,13 +184,12 @@ impl Firewall {
     pub fn sync(&self, targets: &[(String, NicPolicy)]) -> Vec<(String, FirewallError)> {
         let mut inner = self.lock();
         let mut failed = Vec::new();
-        let mut keep = HashSet::new();
-        let mut ifaces = HashSet::new();
-        for (iface, _) in targets {
-            let Some(ix) = ifindex(iface) else { continue };
-            keep.insert(ix);
-            ifaces.insert(format!("{iface}-{ix}-"));
-        }
+        // The taps that exist now; the others (stopped VMs) have nothing to filter.
+        let present: Vec<(&String, u32, &NicPolicy)> = targets
+            .iter()
+            .filter_map(|(iface, p)| Some((iface, ifindex(iface)?, p)))
+            .collect();
+        let keep: HashSet<u32> = present.iter().map(|(_, ix, _)| *ix).collect();
         let stale: Vec<u32> = inner
             .applied
             .keys()
@@ -200,14 +202,15 @@ impl Firewall {
                 failed.push((format!("ifindex {ix}"), e));
             }
         }
+        let ifaces: HashSet<String> = present
+            .iter()
+            .map(|(iface, ix, _)| format!("{iface}-{ix}-"))
+            .collect();
         inner.unpin_stale_links(&ifaces);
-        for (iface, policy) in targets {
-            if ifindex(iface).is_none() {
-                continue;
-            }
+        for (iface, ix, policy) in present {
             let r = inner
-                .attach(iface)
-                .and_then(|ix| inner.set_policy(ix, policy));
+                .attach_at(iface, ix)
+                .and_then(|()| inner.set_policy(ix, policy));
             if let Err(e) = r {
                 failed.push((iface.clone(), e));
             }
@@ -338,11 +341,20 @@ impl Inner {
     }
 
     fn attach(&mut self, iface: &str) -> Result<u32, FirewallError> {
+        let ix = ifindex(iface).ok_or_else(|| FirewallError::Attach {
+            iface: iface.to_string(),
+            reason: "no such interface".into(),
+        })?;
+        self.attach_at(iface, ix)?;
+        Ok(ix)
+    }
+
+    /// Attaches both programs to `iface`, whose index is `ix` (idempotent).
+    fn attach_at(&mut self, iface: &str, ix: u32) -> Result<(), FirewallError> {
         let fail = |reason: String| FirewallError::Attach {
             iface: iface.to_string(),
             reason,
         };
-        let ix = ifindex(iface).ok_or_else(|| fail("no such interface".into()))?;
         for (name, kind, suffix) in PROGRAMS {
             let path = self.link_path(iface, ix, suffix);
             let prog: &mut SchedClassifier = self
@@ -377,7 +389,7 @@ impl Inner {
                 }
             }
         }
-        Ok(ix)
+        Ok(())
     }
 
     /// Removes link pins whose `<iface>-<ifindex>-` is not in `keep`: their tap is gone
@@ -465,21 +477,42 @@ impl Inner {
         Ok(())
     }
 
-    fn rule_ids(&self) -> HashSet<u64> {
-        self.applied
-            .values()
-            .flat_map(|a| a.policy.rules.iter().map(|r| r.id))
-            .collect()
-    }
-
-    /// Creates counters for new rules; drops those of rules no NIC has any more.
-    fn sync_stats(&mut self, before: &HashSet<u64>) -> Result<(), FirewallError> {
-        let now = self.rule_ids();
+    /// Moves one NIC's rules from `old` to `new` in the per-rule reference counts:
+    /// creates the counters of rules no NIC had, drops those no NIC has any more.
+    fn swap_rule_refs(
+        &mut self,
+        old: Option<&NicPolicy>,
+        new: Option<&NicPolicy>,
+    ) -> Result<(), FirewallError> {
+        let ids = |p: Option<&NicPolicy>| -> HashSet<u64> {
+            p.map(|p| p.rules.iter().map(|r| r.id).collect())
+                .unwrap_or_default()
+        };
+        let (old, new) = (ids(old), ids(new));
+        let mut created = Vec::new();
+        for id in new.difference(&old) {
+            let c = self.rule_refs.entry(*id).or_default();
+            *c += 1;
+            if *c == 1 {
+                created.push(*id);
+            }
+        }
+        let mut gone = Vec::new();
+        for id in old.difference(&new) {
+            if let Some(c) = self.rule_refs.get_mut(id) {
+                *c -= 1;
+                if *c == 0 {
+                    self.rule_refs.remove(id);
+                    gone.push(*id);
+                }
+            }
+        }
         let ncpus = aya::util::nr_cpus().map_err(|(_, e)| map_err("skf_stats")(e.to_string()))?;
         let mut stats: PerCpuHashMap<&mut MapData, u64, Stat> =
             typed!(&mut self.bpf, "skf_stats", PerCpuHashMap<_, u64, Stat>);
-        for id in now.difference(before) {
-            if stats.get(id, 0).is_err() {
+        for id in created {
+            // Kept when an earlier process left it: counters survive restarts.
+            if stats.get(&id, 0).is_err() {
                 let zero = aya::maps::PerCpuValues::try_from(vec![Stat::default(); ncpus])
                     .map_err(|e| map_err("skf_stats")(e.to_string()))?;
                 stats
@@ -487,8 +520,8 @@ impl Inner {
                     .map_err(|e| map_err("skf_stats")(e.to_string()))?;
             }
         }
-        for id in before.difference(&now) {
-            let _ = stats.remove(id);
+        for id in gone {
+            let _ = stats.remove(&id);
         }
         Ok(())
     }
@@ -502,7 +535,6 @@ impl Inner {
                 self.remove(ix)?;
             }
         }
-        let before = self.rule_ids();
         let orphan = self.orphans.remove(&ix);
         let prev_cfg = self.applied.get(&ix).map(|a| a.cfg).or(orphan);
         let gen = prev_cfg.map_or(0, |c| c.gen ^ 1);
@@ -580,17 +612,17 @@ impl Inner {
                 addrs,
             },
         );
-        self.sync_stats(&before)
+        self.swap_rule_refs(old.as_ref().map(|a| &a.policy), Some(policy))
     }
 
     fn remove(&mut self, ix: u32) -> Result<(), FirewallError> {
-        let before = self.rule_ids();
         {
             let mut nics: BpfHash<&mut MapData, u32, NicCfg> =
                 typed!(&mut self.bpf, "skf_nics", BpfHash<_, u32, NicCfg>);
             let _ = nics.remove(&ix);
         }
-        if let Some(a) = self.applied.remove(&ix) {
+        let removed = self.applied.remove(&ix);
+        if let Some(a) = &removed {
             self.erase(a.cfg.nic * 2 + a.cfg.gen, &a.compiled)?;
             let mut m: BpfHash<&mut MapData, AddrKey, u8> =
                 typed!(&mut self.bpf, "skf_addrs", BpfHash<_, AddrKey, u8>);
@@ -612,6 +644,6 @@ impl Inner {
                 let _ = m.remove(&k);
             }
         }
-        self.sync_stats(&before)
+        self.swap_rule_refs(removed.as_ref().map(|a| &a.policy), None)
     }
 }
