@@ -128,9 +128,12 @@ export PATH=/bin:/sbin
 PS1='\h:\w# '
 EOF
 # busybox init rather than a shell as PID 1: it implements poweroff/reboot/Ctrl-Alt-Del.
+# A second shell on tty1 is what the VNC console shows (the dashboard's browser test
+# types into it).
 # The shutdown line starts with a newline: the console shell's prompt may precede it.
 cat >$R/etc/inittab <<'EOF'
 ::respawn:/bin/cttyhack /bin/sh -l
+tty1::respawn:/bin/sh -c 'echo "skiff test guest: VGA console (tty1)"; exec /bin/sh -l'
 ::ctrlaltdel:/bin/reboot
 ::shutdown:/bin/sh -c '(echo; echo "SKIFF-GUEST shutdown") >/dev/console; sync'
 EOF

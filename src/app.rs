@@ -17,6 +17,7 @@ use crate::service::{
     BackupScheduler, FirewallReconciler, InitReport, ServiceError, Services, VmReconciler,
 };
 use crate::store::{Store, StoreError};
+use crate::web as dashboard;
 
 /// Errors of starting the appliance.
 #[derive(Debug, thiserror::Error)]
@@ -136,11 +137,14 @@ pub async fn serve(cfg: Config, on_first_start: impl FnOnce(&InitReport)) -> Res
         services.clone(),
         RateLimiter::new(cfg.rate_limit.clone()),
     ));
+    let ui = web::Data::new(dashboard::WebState::new(services.clone()));
     let max_body = cfg.max_body_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(ui.clone())
             .wrap(from_fn(api::observe))
+            .configure(dashboard::configure)
             .configure(|c| api::configure(c, max_body))
     })
     .listen(listener)

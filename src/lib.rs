@@ -10,3 +10,4 @@ pub mod model;
 pub mod network;
 pub mod service;
 pub mod store;
+pub mod web;

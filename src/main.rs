@@ -163,6 +163,8 @@ enum AdminCommand {
     },
     /// Set an API key's rate-limit tier: standard, high or unlimited.
     SetTier { key_id: uuid::Uuid, tier: String },
+    /// Set a user's dashboard password (10+ characters), read from standard input.
+    SetPassword { user: String },
 }
 
 fn print_report(r: &InitReport, json: bool) {
@@ -174,6 +176,8 @@ fn print_report(r: &InitReport, json: bool) {
                 "project_id": r.project_id,
                 "account_id": r.account_id,
                 "api_key_id": r.api_key_id,
+                "user": r.user_name,
+                "password": r.password,
             })
         );
     } else {
@@ -181,6 +185,8 @@ fn print_report(r: &InitReport, json: bool) {
         println!("project:     {} (default)", r.project_id);
         println!("admin key:   {}", r.api_key);
         println!("             shown once; skiff keeps only its hash");
+        println!("dashboard:   user {} password {}", r.user_name, r.password);
+        println!("             shown once; change it with `skiff admin set-password`");
     }
 }
 
@@ -316,6 +322,15 @@ fn main() -> anyhow::Result<()> {
                         .context("tier must be standard, high or unlimited")?;
                     let k = services.set_key_tier(&key_id, t)?;
                     println!("{} ({}) is now {}", k.id, k.key_prefix, t.as_str());
+                }
+                AdminCommand::SetPassword { user } => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("read the password from standard input")?;
+                    let u =
+                        services.set_user_password(&user, line.trim_end_matches(['\r', '\n']))?;
+                    println!("password of {} set", u.name);
                 }
             }
         }

@@ -190,6 +190,17 @@ impl Hypervisor for Libvirt {
         Ok(names)
     }
 
+    fn vnc_address(&self, name: &str) -> Result<Option<std::net::SocketAddr>, ComputeError> {
+        let Some(d) = self.domain(name)? else {
+            return Ok(None);
+        };
+        if !d.is_active().map_err(fail("is_active"))? {
+            return Ok(None);
+        }
+        let xml = d.xml_desc(0).map_err(fail("xml_desc"))?;
+        Ok(super::vnc_in_xml(&xml))
+    }
+
     fn agent_alive(&self, name: &str) -> bool {
         let Ok(Some(d)) = self.domain(name) else {
             return false;

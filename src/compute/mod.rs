@@ -164,4 +164,36 @@ pub trait Hypervisor: Send + Sync + 'static {
     /// Removes a checkpoint and its bitmap; when the bitmap is gone already (a new
     /// disk), only libvirt's record of it.
     fn delete_checkpoint(&self, name: &str, checkpoint: &str) -> Result<(), ComputeError>;
+    /// Where the running domain's VNC server listens (loopback only); `None` when the
+    /// domain is not running or has no VNC display.
+    fn vnc_address(&self, name: &str) -> Result<Option<std::net::SocketAddr>, ComputeError>;
+}
+
+/// The VNC listener in a live domain XML: the first `<graphics type='vnc'>` with a
+/// port, on its `listen` address (loopback when absent).
+pub fn vnc_in_xml(xml: &str) -> Option<std::net::SocketAddr> {
+    let start = xml.find("<graphics type='vnc'")?;
+    let tag = &xml[start..start + xml[start..].find('>')?];
+    let attr = |name: &str| {
+        let key = format!(" {name}='");
+        let at = tag.find(&key)? + key.len();
+        Some(&tag[at..at + tag[at..].find('\'')?])
+    };
+    let port: u16 = attr("port")?.parse().ok().filter(|p| *p > 0)?;
+    let ip: std::net::IpAddr = attr("listen").unwrap_or("127.0.0.1").parse().ok()?;
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vnc_listener_is_read_from_the_live_xml() {
+        let live = "<domain><devices><graphics type='vnc' port='5901' autoport='yes' listen='127.0.0.1'>\n<listen type='address' address='127.0.0.1'/></graphics></devices></domain>";
+        assert_eq!(vnc_in_xml(live), Some("127.0.0.1:5901".parse().unwrap()));
+        let defined = "<graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'>";
+        assert_eq!(vnc_in_xml(defined), None);
+        assert_eq!(vnc_in_xml("<domain/>"), None);
+    }
 }

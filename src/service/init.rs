@@ -16,6 +16,9 @@ pub struct InitReport {
     pub project_id: Uuid,
     pub api_key_id: Uuid,
     pub api_key: String,
+    /// The owner's dashboard sign-in (the account's name; `admin` for the first).
+    pub user_name: String,
+    pub password: String,
 }
 
 impl Services {
@@ -34,12 +37,20 @@ impl Services {
         self.create_account(account_name)
     }
 
-    /// An account with an owner user, a default project and an owner API key.
+    /// An account with an owner user (signing in as the account's name, with a new
+    /// random password), a default project and an owner API key.
     pub fn create_account(&self, name: &str) -> Result<InitReport, ServiceError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 64 {
             return Err(invalid("account name must be 1 to 64 characters"));
         }
+        if self.inner.users.all()?.iter().any(|u| u.name == name) {
+            return Err(ServiceError::Conflict(format!(
+                "a user named {name} exists already; choose another account name"
+            )));
+        }
+        let password = super::users::generate_user_password();
+        let password_hash = Services::new_password_hash(&password)?;
         let t = now();
         let account = Account {
             id: Uuid::new_v4(),
@@ -49,8 +60,8 @@ impl Services {
         let user = User {
             id: Uuid::new_v4(),
             account_id: account.id,
-            name: "admin".into(),
-            password_hash: None,
+            name: name.into(),
+            password_hash: Some(password_hash),
             is_owner: true,
             created_at: t,
         };
@@ -97,6 +108,8 @@ impl Services {
             project_id: project.id,
             api_key_id: key.id,
             api_key: secret,
+            user_name: user.name,
+            password,
         })
     }
 

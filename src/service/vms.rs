@@ -502,6 +502,25 @@ impl Services {
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
 
+    /// Where the browser console's websocket proxy connects: the running VM's VNC
+    /// listener on this host. Needs `vm.console`, like the serial log.
+    pub fn vm_vnc_address(
+        &self,
+        who: &Principal,
+        id: &Uuid,
+    ) -> Result<std::net::SocketAddr, ServiceError> {
+        let vm = self.visible_vm(who, id, "vm.console")?;
+        let hv = self.hypervisor()?;
+        match hv.vnc_address(&vm.domain_name()) {
+            Ok(Some(addr)) => Ok(addr),
+            Ok(None) => Err(ServiceError::Conflict(format!(
+                "the VM has no console while it is {}; start it first",
+                vm.status.as_str()
+            ))),
+            Err(e) => Err(ServiceError::Unavailable(format!("console: {e}"))),
+        }
+    }
+
     /// Shows `status` at once, then queues `kind`. The job cannot start before it is
     /// submitted, so this never overwrites the job's own status; a crash in between
     /// leaves a transitional status without a job, which the reconciler settles from

@@ -68,6 +68,9 @@ pub struct Init {
     pub project_id: String,
     pub account_id: String,
     pub api_key_id: String,
+    /// The owner's dashboard sign-in.
+    pub user: String,
+    pub password: String,
 }
 
 pub fn skiff(data: &Path, config: &Path, args: &[&str]) -> std::process::Output {
@@ -96,6 +99,8 @@ fn parse_init(out: &std::process::Output) -> Init {
         project_id: s("project_id"),
         account_id: s("account_id"),
         api_key_id: s("api_key_id"),
+        user: s("user"),
+        password: s("password"),
     }
 }
 

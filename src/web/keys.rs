@@ -1,0 +1,171 @@
+//! SSH keys and API keys. A new API key's secret is shown once, on the page the
+//! create redirects to, and never again.
+
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+use super::views::{when, Layout};
+use super::{render, uuid_of, Ctx, Posted, WebError};
+use crate::model::RateLimitTier;
+use crate::service::authz::{Scope, SYSTEM_ROLES};
+use crate::service::{NewApiKey, Page};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ssh-keys", web::get().to(ssh_keys))
+        .route("/ssh-keys", web::post().to(add_ssh_key))
+        .route("/ssh-keys/{id}/delete", web::post().to(delete_ssh_key))
+        .route("/api-keys", web::get().to(api_keys))
+        .route("/api-keys", web::post().to(create_api_key))
+        .route("/api-keys/{id}/revoke", web::post().to(revoke_api_key));
+}
+
+pub struct SshRow {
+    pub id: String,
+    pub name: String,
+    pub key_type: String,
+    pub fingerprint: String,
+    pub created: String,
+}
+
+#[derive(Template)]
+#[template(path = "ssh_keys.html")]
+struct SshPage {
+    layout: Layout,
+    keys: Vec<SshRow>,
+}
+
+pub async fn ssh_keys(ctx: Ctx) -> Result<HttpResponse, WebError> {
+    let keys = ctx.call(|s, who, _| s.list_ssh_keys(who)).await?;
+    render(&SshPage {
+        layout: ctx.layout("ssh-keys"),
+        keys: keys
+            .iter()
+            .map(|k| SshRow {
+                id: k.id.to_string(),
+                name: k.name.clone(),
+                key_type: k.key_type.clone(),
+                fingerprint: k.fingerprint.clone(),
+                created: when(&k.created_at),
+            })
+            .collect(),
+    })
+}
+
+pub async fn add_ssh_key(p: Posted) -> Result<HttpResponse, WebError> {
+    let name = p.form.get("name").unwrap_or("").to_string();
+    let key = p.form.get("public_key").unwrap_or("").to_string();
+    let r = p
+        .ctx
+        .call(move |s, who, _| s.create_ssh_key(who, &name, &key))
+        .await
+        .map(|k| format!("SSH key {} added ({})", k.name, k.fingerprint));
+    Ok(p.ctx.done("/ui/ssh-keys", r))
+}
+
+pub async fn delete_ssh_key(p: Posted, id: web::Path<String>) -> Result<HttpResponse, WebError> {
+    let id = uuid_of(&id)?;
+    let r = p
+        .ctx
+        .call(move |s, who, _| s.delete_ssh_key(who, &id))
+        .await
+        .map(|k| format!("SSH key {} deleted", k.name));
+    Ok(p.ctx.done("/ui/ssh-keys", r))
+}
+
+pub struct ApiKeyRow {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub role: String,
+    pub tier: &'static str,
+    pub last_used: String,
+    pub expires: String,
+    pub active: bool,
+}
+
+#[derive(Template)]
+#[template(path = "api_keys.html")]
+struct ApiKeysPage {
+    layout: Layout,
+    keys: Vec<ApiKeyRow>,
+    roles: Vec<(String, &'static str)>,
+}
+
+pub async fn api_keys(ctx: Ctx) -> Result<HttpResponse, WebError> {
+    let keys = ctx
+        .call(|s, who, _| {
+            s.list_api_keys(
+                who,
+                Page {
+                    limit: 1000,
+                    offset: 0,
+                },
+            )
+        })
+        .await?
+        .items;
+    let role_name = |id: &uuid::Uuid| {
+        crate::service::authz::SystemRole::by_id(id)
+            .map(|r| r.name.to_string())
+            .unwrap_or_else(|| id.to_string())
+    };
+    render(&ApiKeysPage {
+        layout: ctx.layout("api-keys"),
+        keys: keys
+            .iter()
+            .map(|k| ApiKeyRow {
+                id: k.id.to_string(),
+                name: k.name.clone(),
+                prefix: k.key_prefix.clone(),
+                role: role_name(&k.role_id),
+                tier: k.rate_limit_tier.as_str(),
+                last_used: k.last_used_at.as_ref().map(when).unwrap_or("never".into()),
+                expires: k.expires_at.as_ref().map(when).unwrap_or("never".into()),
+                active: k.is_active,
+            })
+            .collect(),
+        roles: SYSTEM_ROLES
+            .iter()
+            .filter(|r| r.scope == Scope::Account)
+            .map(|r| (r.id().to_string(), r.name))
+            .collect(),
+    })
+}
+
+pub async fn create_api_key(p: Posted) -> Result<HttpResponse, WebError> {
+    let role_id = match p.form.get("role_id") {
+        Some(r) => Some(uuid_of(r).map_err(|_| WebError::Invalid("unknown role".into()))?),
+        None => None,
+    };
+    let new = NewApiKey {
+        name: p.form.get("name").unwrap_or("").to_string(),
+        rate_limit_tier: p.form.get("tier").and_then(RateLimitTier::parse),
+        expires_at: None,
+        role_id,
+    };
+    let r = p
+        .ctx
+        .call(move |s, who, _| s.create_api_key(who, new))
+        .await;
+    match r {
+        Ok(k) => {
+            p.ctx
+                .show_secret_once(format!("API key {}", k.key.name), k.secret);
+            Ok(p.ctx.done(
+                "/ui/api-keys",
+                Ok(format!("API key {} created", k.key.name)),
+            ))
+        }
+        Err(e) => Ok(p.ctx.done("/ui/api-keys", Err(e))),
+    }
+}
+
+pub async fn revoke_api_key(p: Posted, id: web::Path<String>) -> Result<HttpResponse, WebError> {
+    let id = uuid_of(&id)?;
+    let r = p
+        .ctx
+        .call(move |s, who, _| s.revoke_api_key(who, &id))
+        .await
+        .map(|k| format!("API key {} revoked", k.name));
+    Ok(p.ctx.done("/ui/api-keys", r))
+}

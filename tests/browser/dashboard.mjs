@@ -1,0 +1,274 @@
+// Drives Debian's chromium through the dashboard like a person would, against a
+// skiff that tests/system_dashboard.rs started (with a real libvirt guest host).
+// Environment: SKIFF_URL, SKIFF_USER, SKIFF_PASSWORD, SKIFF_VM_PASSWORD,
+// SKIFF_SSH_KEY, SCREENSHOTS (a directory). Exits non-zero at the first failed step.
+import { chromium } from 'playwright-core';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+
+const base = process.env.SKIFF_URL;
+const user = process.env.SKIFF_USER;
+const password = process.env.SKIFF_PASSWORD;
+const vmPassword = process.env.SKIFF_VM_PASSWORD;
+const sshKey = process.env.SKIFF_SSH_KEY;
+const shots = process.env.SCREENSHOTS;
+mkdirSync(shots, { recursive: true });
+
+const started = Date.now();
+function step(msg) {
+  console.log(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${msg}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+const page = await context.newPage();
+page.setDefaultTimeout(30_000);
+page.on('dialog', (d) => d.accept());
+const errors = [];
+page.on('pageerror', (e) => errors.push(String(e)));
+
+async function shot(name) {
+  await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+}
+async function flash() {
+  return (await page.locator('.flash').allTextContents()).join(' | ');
+}
+// Polls a condition across the page's own reloads (it reloads when a VM settles).
+async function until(what, cond, timeout) {
+  const end = Date.now() + timeout;
+  let last = '';
+  for (;;) {
+    try {
+      if (await cond()) return;
+    } catch (e) {
+      last = String(e);
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what} ${last}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+// Types into the VNC console. noVNC sends scancodes (QEMU's extended key events),
+// so shifted characters need a real Shift press around the unshifted key.
+async function typeVnc(text) {
+  const shifted = { '>': 'Period', '<': 'Comma', '|': 'Backslash', '_': 'Minus' };
+  for (const ch of text) {
+    const code = shifted[ch] || (/[A-Z]/.test(ch) ? `Key${ch}` : null);
+    if (code) {
+      await page.keyboard.down('Shift');
+      await page.keyboard.press(code);
+      await page.keyboard.up('Shift');
+    } else {
+      await page.keyboard.type(ch);
+    }
+    await page.waitForTimeout(30);
+  }
+}
+async function statusText() {
+  return (await page.locator('#vm-status').textContent({ timeout: 2000 })) || '';
+}
+async function waitStatus(want, timeout) {
+  await until(`status ${want}`, async () =>
+    (await page.locator('#vm-status-badge').getAttribute('data-status', { timeout: 2000 })) === want,
+  timeout);
+}
+
+try {
+  step('signed out, the dashboard sends us to sign in');
+  await page.goto(`${base}/ui/vms`);
+  assert.match(page.url(), /\/ui\/login\?next=%2Fui%2Fvms$/);
+  await page.fill('input[name=user]', user);
+  await page.fill('input[name=password]', 'wrong password');
+  await page.click('button[type=submit]');
+  assert.match(await page.locator('#login-error').textContent(), /wrong user name or password/);
+  await shot('login');
+  await page.fill('input[name=password]', password);
+  await page.click('button[type=submit]');
+  await page.waitForURL(`${base}/ui/vms`);
+  step('signed in; the overview shows the hypervisor');
+  await page.goto(`${base}/ui/`);
+  assert.match(await page.locator('#accel').textContent(), /KVM|TCG/);
+  await shot('overview');
+
+  step('an SSH key through its form');
+  await page.goto(`${base}/ui/ssh-keys`);
+  await page.fill('#add-ssh-key input[name=name]', 'laptop');
+  await page.fill('#add-ssh-key textarea[name=public_key]', sshKey);
+  await page.click('#add-ssh-key button[type=submit]');
+  assert.match(await flash(), /SSH key laptop added/);
+
+  step('create a VM: an invalid password first, with its message next to the field');
+  await page.goto(`${base}/ui/vms/new`);
+  await page.fill('#f-name', 'web-1');
+  await page.selectOption('#f-plan', '1');
+  await page.check('input[name=password_mode][value=set]');
+  await page.fill('#f-password', 'short');
+  await page.check('input[name=ssh_keys]');
+  await page.click('#create-submit');
+  const err = page.locator('#err-password');
+  assert.match(await err.textContent(), /at least 12 characters/);
+  assert.equal(await page.getAttribute('#f-password', 'aria-invalid'), 'true');
+  assert.equal(await page.inputValue('#f-name'), 'web-1', 'the form keeps what was typed');
+  await shot('vm-create-invalid');
+  await page.check('input[name=password_mode][value=set]');
+  await page.fill('#f-password', vmPassword);
+  await page.click('#create-submit');
+  await page.waitForURL(/\/ui\/vms\/[0-9a-f-]{36}$/);
+  const vmUrl = page.url();
+  assert.match(await flash(), /web-1 is being created/);
+  step('watch it become active (the status updates itself)');
+  await waitStatus('active', 300_000);
+  await until('create succeeded', async () => /vm create succeeded/.test(await statusText()), 30_000);
+  assert.match(await page.locator('#nics').textContent(), /10\.231\.0\.\d+\/27/);
+  await shot('vm-detail');
+
+  step('open its console: noVNC connects through the websocket proxy');
+  await page.click('#open-console');
+  await page.waitForFunction(
+    () => document.querySelector('#console-status')?.dataset.state === 'connected',
+    null, { timeout: 60_000, polling: 250 });
+  // The framebuffer arrived: noVNC sized its canvas to the guest's display.
+  await page.waitForFunction(() => {
+    const c = document.querySelector('#screen canvas');
+    return c && c.width > 0 && c.height > 0;
+  }, null, { timeout: 30_000, polling: 250 });
+  const dims = await page.evaluate(() => {
+    const c = document.querySelector('#screen canvas');
+    return `${c.width}x${c.height}`;
+  });
+  step(`console framebuffer ${dims}; typing into the guest's VGA shell`);
+  await until('text on the guest screen', async () => page.evaluate(() => {
+    const c = document.querySelector('#screen canvas');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let lit = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 200) lit++;
+    return lit > 50;
+  }), 30_000);
+  await page.click('#screen canvas');
+  await typeVnc('echo typed-through-vnc >/dev/ttyS0');
+  await page.keyboard.press('Enter');
+  await page.waitForTimeout(1500);
+  await shot('console');
+  await page.goto(vmUrl);
+  await until('the typed line in the serial log', async () => {
+    if (/typed-through-vnc/.test(await page.locator('#serial-log').textContent({ timeout: 2000 }))) return true;
+    await page.reload();
+    return false;
+  }, 30_000);
+
+  step('stop it (with confirmation)');
+  await page.click('#action-stop');
+  assert.match(await flash(), /stop: web-1 accepted/);
+  await waitStatus('passive', 180_000);
+
+  step('take a backup and watch it finish');
+  await page.click('#take-backup');
+  assert.match(await flash(), /backup .* started/);
+  await until('a ready backup', async () =>
+    (await page.locator('table.backups .status.ready').count()) > 0, 300_000);
+  await waitStatus('passive', 60_000);
+  await page.goto(`${base}/ui/backups`);
+  await shot('backups');
+
+  step('restore it');
+  await page.goto(vmUrl);
+  await page.click('button.restore');
+  assert.match(await flash(), /restoring .* onto the VM/);
+  await until('restore succeeded', async () => /backup restore succeeded/.test(await statusText()), 300_000);
+
+  step('a security group with a new rule, attached to the VM');
+  await page.goto(`${base}/ui/security-groups`);
+  await page.fill('#create-group input[name=name]', 'web');
+  await page.selectOption('#create-group select[name=template_id]', 'ssh');
+  await page.click('#create-group button[type=submit]');
+  assert.match(await flash(), /security group web created/);
+  await page.selectOption('#add-rule select[name=protocol]', 'TCP');
+  await page.fill('#add-rule input[name=ports]', '8080');
+  await page.selectOption('#add-rule select[name=remote]', 'cidr');
+  await page.fill('#add-rule input[name=cidr]', '10.231.0.0/24');
+  await page.click('#add-rule-submit');
+  assert.match(await flash(), /rule added to web/);
+  const rules = await page.locator('#rules').textContent();
+  assert.match(rules, /8080/);
+  assert.match(rules, /10\.231\.0\.0\/24/);
+  await shot('security-group');
+  step('a bad rule is refused with the service\'s message');
+  await page.selectOption('#add-rule select[name=protocol]', 'ICMP');
+  await page.fill('#add-rule input[name=ports]', '22');
+  await page.click('#add-rule-submit');
+  assert.match(await flash(), /ports apply to TCP and UDP only/);
+  await page.goto(vmUrl);
+  await page.click('#nics button:has-text("Attach")');
+  assert.match(await flash(), /security group attached/);
+  assert.match(await page.locator('#nics').textContent(), /web/);
+
+  step('create an API key (secret shown once), use it, revoke it');
+  await page.goto(`${base}/ui/api-keys`);
+  await page.fill('#create-api-key input[name=name]', 'ci-key');
+  await page.click('#create-api-key button[type=submit]');
+  const secret = (await page.locator('#new-secret').textContent()).trim();
+  assert.match(secret, /^raff_[0-9a-f]{64}$/);
+  await shot('api-keys');
+  const withKey = (k) => page.evaluate(async (key) =>
+    (await fetch('/api/v1/projects', { headers: { 'X-API-Key': key } })).status, k);
+  assert.equal(await withKey(secret), 200);
+  await page.reload();
+  assert.equal(await page.locator('#new-secret').count(), 0, 'the secret is shown once');
+  await page.click('tr[data-key="ci-key"] button.revoke');
+  assert.match(await flash(), /API key ci-key revoked/);
+  assert.equal(await withKey(secret), 401);
+
+  step('a forged form post without the CSRF token is refused, and changes nothing');
+  const forged = await page.evaluate(async (k) => {
+    const r = await fetch('/ui/ssh-keys', {
+      method: 'POST',
+      body: new URLSearchParams({ name: 'forged', public_key: k }),
+    });
+    return { status: r.status, text: await r.text() };
+  }, sshKey.replace('user@host', 'forged@host'));
+  assert.equal(forged.status, 403);
+  assert.match(forged.text, /did not come from this dashboard/);
+  await page.goto(`${base}/ui/ssh-keys`);
+  assert.doesNotMatch(await page.locator('#ssh-keys').textContent(), /forged/);
+
+  step('phone width: the VM list fits the screen (wide tables scroll inside)');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(`${base}/ui/vms`);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 1, `page is ${overflow}px wider than the screen`);
+  await shot('vms-phone');
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.goto(`${base}/ui/vms`);
+  await shot('vms');
+
+  step('sign out');
+  await page.click('#logout');
+  await page.waitForURL(`${base}/ui/login`);
+  await page.goto(`${base}/ui/vms`);
+  assert.match(page.url(), /\/ui\/login/);
+
+  step('without JavaScript the read-only pages still show everything');
+  const plain = await browser.newContext({ javaScriptEnabled: false });
+  const p2 = await plain.newPage();
+  await p2.goto(`${base}/ui/login`);
+  await p2.fill('input[name=user]', user);
+  await p2.fill('input[name=password]', password);
+  await p2.click('button[type=submit]');
+  await p2.goto(`${base}/ui/vms`);
+  assert.match(await p2.locator('#vm-list').textContent(), /web-1/);
+  await p2.goto(vmUrl);
+  assert.match(await p2.locator('#vm-status-badge').textContent(), /passive|active/);
+  await plain.close();
+
+  assert.deepEqual(errors, [], 'no script errors on any page');
+  step('all steps passed');
+} catch (e) {
+  console.error(`FAILED at ${page.url()}: ${e.stack || e}`);
+  try { await shot('failure'); } catch (_) { /* best effort */ }
+  await browser.close();
+  process.exit(1);
+}
+await browser.close();
