@@ -26,6 +26,8 @@ need_pkgs() {
 # Build dependencies of the skiff binary.
 need_build_deps() {
     need_pkgs build-essential pkg-config ca-certificates libvirt-dev clang llvm libbpf-dev linux-libc-dev
+    # build.rs installs the dashboard's pinned front-end libraries with npm.
+    command -v npm >/dev/null || need_pkgs nodejs npm
     command -v cargo >/dev/null || { echo "cargo not found: install Rust (the machine's stable toolchain)" >&2; return 1; }
 }
 
@@ -38,6 +40,17 @@ need_test_tools() {
         "$venv/bin/pip" install -q --disable-pip-version-check -r "$ROOT_DIR/scripts/requirements-test.txt"
     fi
     export SCHEMATHESIS_BIN="$venv/bin/schemathesis"
+}
+
+# The browser tests: Debian's chromium (never a downloaded browser) and playwright-core
+# at the version tests/browser/package-lock.json pins.
+need_browser_tools() {
+    need_pkgs chromium chromium-driver fonts-dejavu-core
+    if [ ! -d "$ROOT_DIR/tests/browser/node_modules/playwright-core" ] ||
+        [ "$ROOT_DIR/tests/browser/package-lock.json" -nt "$ROOT_DIR/tests/browser/node_modules/.package-lock.json" ]; then
+        say "installing playwright-core (tests/browser)"
+        (cd "$ROOT_DIR/tests/browser" && npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
+    fi
 }
 
 # QEMU and libvirt from Debian bookworm (qemu 7.2, libvirt 9.0). The machine image may

@@ -9,6 +9,7 @@ need_build_deps
 need_test_tools
 if [ "$(id -u)" -eq 0 ]; then
     need_virt_host
+    need_browser_tools
     say "building the test guest template"
     SKT_TEMPLATE=$(bash "$ROOT_DIR/scripts/test-template.sh" | tail -n 1)
     export SKT_TEMPLATE

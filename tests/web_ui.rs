@@ -1,0 +1,287 @@
+//! The dashboard over real HTTP without a browser: sign-in and its throttling, the
+//! session cookie's flags, CSRF on every form, the same permissions as the API, a new
+//! API key's secret shown once, sign-out, and `skiff admin set-password`. (The browser
+//! walk-through with real guests is `system_dashboard.rs`.)
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+/// A cookie-keeping client that does not follow redirects, like a browser's view of
+/// each response.
+struct Browser {
+    agent: ureq::Agent,
+    base: String,
+    cookie: Option<String>,
+}
+
+struct Page {
+    status: u16,
+    location: String,
+    set_cookie: String,
+    body: String,
+}
+
+impl Browser {
+    fn new(base: &str) -> Browser {
+        Browser {
+            agent: ureq::AgentBuilder::new()
+                .redirects(0)
+                .timeout(Duration::from_secs(30))
+                .build(),
+            base: base.to_string(),
+            cookie: None,
+        }
+    }
+
+    fn finish(&mut self, r: Result<ureq::Response, ureq::Error>) -> Page {
+        let resp = match r {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("transport: {e}"),
+        };
+        let set_cookie = resp.header("set-cookie").unwrap_or("").to_string();
+        if let Some(v) = set_cookie
+            .strip_prefix("skiff_session=")
+            .and_then(|v| v.split(';').next())
+        {
+            self.cookie = (!v.is_empty()).then(|| v.to_string());
+        }
+        Page {
+            status: resp.status(),
+            location: resp.header("location").unwrap_or("").to_string(),
+            set_cookie,
+            body: resp.into_string().unwrap_or_default(),
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Page {
+        let mut req = self.agent.get(&format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.set("Cookie", &format!("skiff_session={c}"));
+        }
+        let r = req.call();
+        self.finish(r)
+    }
+
+    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let mut req = self.agent.post(&format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.set("Cookie", &format!("skiff_session={c}"));
+        }
+        let r = req.send_form(form);
+        self.finish(r)
+    }
+
+    /// The CSRF token of the page at `path`.
+    fn csrf(&mut self, path: &str) -> String {
+        let p = self.get(path);
+        assert_eq!(p.status, 200, "{path}: {}", p.body);
+        let at = p
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a token")
+            + 19;
+        p.body[at..at + 64].to_string()
+    }
+
+    fn sign_in(&mut self, user: &str, password: &str) -> Page {
+        let t = self.csrf("/ui/login");
+        self.post(
+            "/ui/login",
+            &[("csrf", &t), ("user", user), ("password", password)],
+        )
+    }
+}
+
+#[test]
+fn sign_in_uses_strict_cookies_and_is_throttled() {
+    let s = Server::start(RELAXED);
+    let mut b = Browser::new(&s.base);
+    let p = b.get("/ui/vms");
+    assert_eq!(p.status, 303);
+    assert_eq!(p.location, "/ui/login?next=%2Fui%2Fvms");
+    let p = b.get("/ui/login");
+    assert_eq!(p.status, 200);
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(p.set_cookie.contains(flag), "{flag} in {}", p.set_cookie);
+    }
+    assert!(
+        !p.set_cookie.contains("Secure"),
+        "plain HTTP has no Secure flag"
+    );
+
+    // No token: refused before the password is even looked at.
+    let p = b.post(
+        "/ui/login",
+        &[("user", &s.admin.user), ("password", &s.admin.password)],
+    );
+    assert_eq!(p.status, 403, "{}", p.body);
+
+    let before = b.cookie.clone();
+    for _ in 0..5 {
+        let p = b.sign_in(&s.admin.user, "not the password");
+        assert_eq!(p.status, 401);
+        assert!(p.body.contains("wrong user name or password"));
+    }
+    let p = b.sign_in(&s.admin.user, &s.admin.password);
+    assert_eq!(p.status, 429, "throttled even with the right password");
+    assert!(p.body.contains("Too many failed sign-ins"), "{}", p.body);
+    assert_eq!(b.cookie, before, "no session was granted");
+    assert_eq!(b.get("/ui/").status, 303);
+}
+
+#[test]
+fn forms_need_the_token_and_pages_check_the_same_permissions() {
+    let mut s = Server::start(RELAXED);
+    s.kill();
+    let other = s.create_account("tenant-two");
+    s.spawn();
+    let p = s.admin.project_id.clone();
+    let g = s
+        .admin_call("POST", "/api/v1/security-groups")
+        .project(&p)
+        .json(json!({"name": "admins-group", "rules": []}));
+    assert_eq!(g.status, 201, "{}", g.text);
+    let gid = g.body["data"]["id"].as_str().unwrap().to_string();
+
+    let mut b = Browser::new(&s.base);
+    let r = b.sign_in(&s.admin.user, &s.admin.password);
+    assert_eq!((r.status, r.location.as_str()), (303, "/ui/"));
+    for page in [
+        "/ui/",
+        "/ui/vms",
+        "/ui/vms/new",
+        "/ui/backups",
+        "/ui/security-groups",
+        "/ui/ssh-keys",
+        "/ui/api-keys",
+    ] {
+        let r = b.get(page);
+        assert_eq!(r.status, 200, "{page}: {}", r.body);
+        assert!(r.body.contains("<main>"), "{page} is a full page");
+    }
+    let r = b.get(&format!("/ui/security-groups/{gid}"));
+    assert!(r.body.contains("admins-group"));
+
+    // A post without the token changes nothing; with it, the key is added.
+    let form = [("name", "laptop"), ("public_key", ED25519)];
+    let r = b.post("/ui/ssh-keys", &form);
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("did not come from this dashboard"));
+    assert_eq!(
+        s.admin_call("GET", "/api/v1/ssh-keys").send().body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let t = b.csrf("/ui/ssh-keys");
+    let r = b.post(
+        "/ui/ssh-keys",
+        &[("csrf", &t), ("name", "laptop"), ("public_key", ED25519)],
+    );
+    assert_eq!((r.status, r.location.as_str()), (303, "/ui/ssh-keys"));
+    let r = b.get("/ui/ssh-keys");
+    assert!(r.body.contains("SSH key laptop added"), "flash shown");
+    assert!(r.body.contains(ED25519_FP));
+    assert!(
+        !b.get("/ui/ssh-keys").body.contains("SSH key laptop added"),
+        "once"
+    );
+    // A service refusal comes back as a message, nothing stored.
+    let r = b.post(
+        "/ui/ssh-keys",
+        &[
+            ("csrf", &t),
+            ("name", "bad"),
+            ("public_key", "ssh-rsa nonsense"),
+        ],
+    );
+    assert_eq!(r.status, 303);
+    assert!(b.get("/ui/ssh-keys").body.contains("class=\"flash err\""));
+
+    // Another account's user sees none of it and cannot change it.
+    let mut o = Browser::new(&s.base);
+    let r = o.sign_in(&other.user, &other.password);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(o.get(&format!("/ui/security-groups/{gid}")).status, 404);
+    assert!(!o.get("/ui/security-groups").body.contains("admins-group"));
+    assert!(!o.get("/ui/ssh-keys").body.contains("laptop"));
+    let t = o.csrf("/ui/security-groups");
+    let r = o.post(
+        &format!("/ui/security-groups/{gid}/delete"),
+        &[("csrf", &t)],
+    );
+    assert_eq!(r.status, 303);
+    assert!(o.get("/ui/security-groups").body.contains("not found"));
+    let still = s
+        .admin_call("GET", &format!("/api/v1/security-groups/{gid}"))
+        .send();
+    assert_eq!(still.status, 200, "the other tenant's delete did nothing");
+    // One session's token does not work in another session.
+    let r = o.post(
+        "/ui/ssh-keys",
+        &[
+            ("csrf", &b.csrf("/ui/ssh-keys")),
+            ("name", "x"),
+            ("public_key", ED25519),
+        ],
+    );
+    assert_eq!(r.status, 403);
+}
+
+#[test]
+fn api_key_secret_is_shown_once_and_sign_out_ends_the_session() {
+    let mut s = Server::start(RELAXED);
+    let mut b = Browser::new(&s.base);
+    assert_eq!(b.sign_in(&s.admin.user, &s.admin.password).status, 303);
+    let t = b.csrf("/ui/api-keys");
+    let r = b.post("/ui/api-keys", &[("csrf", &t), ("name", "ci")]);
+    assert_eq!((r.status, r.location.as_str()), (303, "/ui/api-keys"));
+    let page = b.get("/ui/api-keys").body;
+    let at = page.find("<code id=\"new-secret\">").expect("secret shown") + 22;
+    let secret = page[at..at + 69].to_string();
+    assert!(secret.starts_with("raff_"), "{secret}");
+    assert_eq!(
+        s.call("GET", "/api/v1/projects").key(&secret).send().status,
+        200
+    );
+    assert!(!b.get("/ui/api-keys").body.contains(&secret), "shown once");
+
+    // Sign out: the old session id is dead.
+    let old = b.cookie.clone();
+    let t = b.csrf("/ui/");
+    assert_eq!(b.post("/ui/logout", &[("csrf", &t)]).location, "/ui/login");
+    b.cookie = old;
+    assert_eq!(b.get("/ui/").status, 303);
+
+    // The operator sets a new password offline; the old one stops working.
+    s.kill();
+    let out = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(s.data())
+        .arg("--config")
+        .arg(s.config())
+        .args(["admin", "set-password", "admin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"a much better passphrase\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    let short = s.admin(&["admin", "set-password", "admin"]);
+    assert!(!short.status.success(), "an empty password is refused");
+    s.spawn();
+    let mut b = Browser::new(&s.base);
+    assert_eq!(b.sign_in("admin", &s.admin.password).status, 401);
+    assert_eq!(b.sign_in("admin", "a much better passphrase").status, 303);
+}
