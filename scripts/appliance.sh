@@ -2,7 +2,7 @@
 # Sets up and runs the skiff appliance on this host: installs what is missing (QEMU,
 # libvirt), starts libvirt, builds the release binary, and serves on SKIFF_LISTEN (default 127.0.0.1:8080) with its data
 # in SKIFF_DATA_DIR (default /var/lib/skiff). On the first start it prints the admin
-# API key, once.
+# API key and the dashboard password (user admin, http://HOST:PORT/ui/), once.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT_DIR"

@@ -46,6 +46,11 @@ pub fn same_token(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// How long a session that never signed in lives without use.
+const ANON_IDLE: Duration = Duration::from_secs(30 * 60);
+/// At most this many sessions that never signed in; the oldest goes first.
+const MAX_ANONYMOUS: usize = 10_000;
+
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
     idle: Duration,
@@ -80,12 +85,29 @@ impl Sessions {
         }
     }
 
-    /// A new session; returns its id. Old expired sessions are swept here.
+    /// A new session; returns its id. Expired sessions are swept here. Anonymous ones
+    /// (a sign-in form was fetched) expire sooner and are capped, so unauthenticated
+    /// requests cannot grow the map without bound.
     pub fn create(&self, user_id: Option<Uuid>, project: Option<Uuid>) -> (String, Session) {
         let mut m = self.lock();
         let now = Instant::now();
         let idle = self.idle;
-        m.retain(|_, s| now.duration_since(s.last_seen) < idle);
+        let anon_idle = ANON_IDLE.min(idle);
+        m.retain(|_, s| {
+            let age = now.duration_since(s.last_seen);
+            age < if s.user_id.is_some() { idle } else { anon_idle }
+        });
+        let anonymous = m.values().filter(|s| s.user_id.is_none()).count();
+        if user_id.is_none() && anonymous >= MAX_ANONYMOUS {
+            let oldest = m
+                .iter()
+                .filter(|(_, s)| s.user_id.is_none())
+                .min_by_key(|(_, s)| s.last_seen)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                m.remove(&k);
+            }
+        }
         let s = Session {
             user_id,
             csrf: token(),
@@ -192,6 +214,19 @@ mod tests {
         assert_eq!(s.take_once(&id).0.len(), 0);
         std::thread::sleep(Duration::from_millis(60));
         assert!(s.get(&id).is_none());
+    }
+
+    #[test]
+    fn anonymous_sessions_are_capped_and_signed_in_ones_kept() {
+        let s = Sessions::new(Duration::from_secs(3600));
+        let (user, _) = s.create(Some(Uuid::new_v4()), None);
+        let (first, _) = s.create(None, None);
+        for _ in 0..MAX_ANONYMOUS {
+            s.create(None, None);
+        }
+        assert!(s.get(&first).is_none(), "the oldest anonymous session went");
+        assert!(s.get(&user).is_some(), "signed-in sessions are not evicted");
+        assert_eq!(s.lock().len(), MAX_ANONYMOUS + 1);
     }
 
     #[test]
