@@ -127,3 +127,16 @@ start_libvirt() {
     echo "libvirtd did not come up" >&2
     return 1
 }
+
+# Replaces the section <!-- NAME-bench:start --> … <!-- NAME-bench:end --> of
+# docs/benchmarks.md with TABLE (which carries the markers), or appends it.
+write_bench_section() {
+    python3 - "$1" "$2" "$ROOT_DIR/docs/benchmarks.md" <<'PY'
+import re, sys
+name, table, path = sys.argv[1:4]
+text = open(path).read()
+pat = re.compile(r"<!-- %s-bench:start -->.*?<!-- %s-bench:end -->" % (name, name), re.S)
+text = pat.sub(lambda _: table, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + table + "\n"
+open(path, "w").write(text)
+PY
+}

@@ -61,7 +61,7 @@ fn a_person_manages_a_vm_through_the_dashboard() {
     let p = s.admin.project_id.clone();
     let vms = s.admin_call("GET", "/api/v1/vms").project(&p).send();
     let vm = &vms.body["data"][0];
-    assert_eq!(vm["name"], "web-1");
+    assert_eq!(vm["name"], "web-1b");
     assert_eq!(vm["status"], "passive");
     let id = vm["id"].as_str().unwrap();
     let backups = s

@@ -130,13 +130,5 @@ MD
 )
 mkdir -p docs
 [ -f docs/benchmarks.md ] || printf '# Benchmarks\n\nEvery table here is written by the script named above it; rerun it to refresh.\n\n' > docs/benchmarks.md
-python3 - "$TABLE" <<'PY'
-import re, sys
-table = sys.argv[1]
-path = "docs/benchmarks.md"
-text = open(path).read()
-pat = re.compile(r"<!-- api-bench:start -->.*?<!-- api-bench:end -->", re.S)
-text = pat.sub(lambda _: table, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + table + "\n"
-open(path, "w").write(text)
-PY
+write_bench_section api "$TABLE"
 echo "$TABLE"

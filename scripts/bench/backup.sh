@@ -135,13 +135,5 @@ overlay as QEMU's dirty bitmap would; $(nproc) cores, measured $(date -u +%Y-%m-
 <!-- backup-bench:end -->
 MD
 )
-python3 - "$TABLE" <<'PY'
-import re, sys
-table = sys.argv[1]
-path = "docs/benchmarks.md"
-text = open(path).read()
-pat = re.compile(r"<!-- backup-bench:start -->.*?<!-- backup-bench:end -->", re.S)
-text = pat.sub(lambda _: table, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + table + "\n"
-open(path, "w").write(text)
-PY
+write_bench_section backup "$TABLE"
 echo "$TABLE"

@@ -33,13 +33,5 @@ $OUT
 <!-- dashboard-bench:end -->
 MD
 )
-python3 - "$TABLE" <<'PY'
-import re, sys
-table = sys.argv[1]
-path = "docs/benchmarks.md"
-text = open(path).read()
-pat = re.compile(r"<!-- dashboard-bench:start -->.*?<!-- dashboard-bench:end -->", re.S)
-text = pat.sub(lambda _: table, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + table + "\n"
-open(path, "w").write(text)
-PY
+write_bench_section dashboard "$TABLE"
 echo "$TABLE"

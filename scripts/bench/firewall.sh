@@ -44,13 +44,5 @@ $OUT
 <!-- firewall-bench:end -->
 MD
 )
-python3 - "$TABLE" <<'PY'
-import re, sys
-table = sys.argv[1]
-path = "docs/benchmarks.md"
-text = open(path).read()
-pat = re.compile(r"<!-- firewall-bench:start -->.*?<!-- firewall-bench:end -->", re.S)
-text = pat.sub(lambda _: table, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + table + "\n"
-open(path, "w").write(text)
-PY
+write_bench_section firewall "$TABLE"
 echo "$TABLE"

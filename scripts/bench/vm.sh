@@ -156,13 +156,5 @@ Concurrent creates (all posted at once, clock stops when the last is \`active\`)
 ${CONC_ROWS}<!-- vm-bench:end -->
 MD
 )
-python3 - "$TABLE" <<'PY'
-import re, sys
-table = sys.argv[1]
-path = "docs/benchmarks.md"
-text = open(path).read()
-pat = re.compile(r"<!-- vm-bench:start -->.*?<!-- vm-bench:end -->", re.S)
-text = pat.sub(lambda _: table, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + table + "\n"
-open(path, "w").write(text)
-PY
+write_bench_section vm "$TABLE"
 echo "$TABLE"

@@ -39,6 +39,10 @@ pub fn generate_user_password() -> String {
 }
 
 impl Services {
+    fn account_exists(&self, id: &Uuid) -> Result<bool, ServiceError> {
+        Ok(self.inner.accounts.get(&uuid_key(id))?.is_some())
+    }
+
     fn user_by_name(&self, name: &str) -> Result<Option<User>, ServiceError> {
         Ok(self.inner.users.all()?.into_iter().find(|u| u.name == name))
     }
@@ -62,12 +66,7 @@ impl Services {
             return Err(denied());
         }
         let user = user.ok_or_else(denied)?;
-        if self
-            .inner
-            .accounts
-            .get(&uuid_key(&user.account_id))?
-            .is_none()
-        {
+        if !self.account_exists(&user.account_id)? {
             return Err(denied());
         }
         Ok(user)
@@ -78,12 +77,7 @@ impl Services {
     pub fn user_principal(&self, user_id: &Uuid) -> Result<(User, Principal), ServiceError> {
         let gone = || ServiceError::Unauthorized("your session has ended; sign in again".into());
         let user: User = self.inner.users.get(&uuid_key(user_id))?.ok_or_else(gone)?;
-        if self
-            .inner
-            .accounts
-            .get(&uuid_key(&user.account_id))?
-            .is_none()
-        {
+        if !self.account_exists(&user.account_id)? {
             return Err(gone());
         }
         let role = if user.is_owner { "owner" } else { "member" };

@@ -140,10 +140,32 @@ struct DetailPage {
     rules: Vec<RuleRow>,
     others: Vec<(String, String)>,
     vms: usize,
+    /// Why the rule just posted was refused, shown in the rule form with what was typed.
+    rule_error: String,
+    typed: Vec<(String, String)>,
+}
+
+impl DetailPage {
+    fn typed(&self, field: &str) -> &str {
+        self.typed
+            .iter()
+            .find(|(k, _)| k == field)
+            .map_or("", |(_, v)| v.as_str())
+    }
 }
 
 pub async fn detail(ctx: Ctx, id: web::Path<String>) -> Result<HttpResponse, WebError> {
     let id = uuid_of(&id)?;
+    detail_page(&ctx, id, String::new(), vec![]).await
+}
+
+async fn detail_page(
+    ctx: &Ctx,
+    id: uuid::Uuid,
+    rule_error: String,
+    typed: Vec<(String, String)>,
+) -> Result<HttpResponse, WebError> {
+    let refused = !rule_error.is_empty();
     let (g, all, uses, counters) = ctx
         .call(move |s, who, _| {
             let g = s.get_security_group(who, &id)?;
@@ -173,6 +195,14 @@ pub async fn detail(ctx: Ctx, id: web::Path<String>) -> Result<HttpResponse, Web
             .map(|o| (o.id.to_string(), o.name.clone()))
             .collect(),
         vms: uses.get(&g.id).copied().unwrap_or(0),
+        rule_error,
+        typed,
+    })
+    .map(|mut r| {
+        if refused {
+            *r.status_mut() = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
+        }
+        r
     })
 }
 
@@ -219,12 +249,20 @@ fn form_rule(f: &super::Form) -> Result<RaffRule, WebError> {
 
 pub async fn add_rule(p: Posted, id: web::Path<String>) -> Result<HttpResponse, WebError> {
     let id = uuid_of(&id)?;
+    let typed: Vec<(String, String)> = [
+        "direction",
+        "protocol",
+        "ports",
+        "remote",
+        "cidr",
+        "remote_group_id",
+    ]
+    .iter()
+    .map(|f| (f.to_string(), p.form.get(f).unwrap_or("").to_string()))
+    .collect();
     let rule = match form_rule(&p.form) {
         Ok(r) => r,
-        Err(e) => {
-            p.ctx.flash(false, e.to_string());
-            return Ok(super::see_other(&back(&id)));
-        }
+        Err(e) => return detail_page(&p.ctx, id, e.to_string(), typed).await,
     };
     let r = p
         .ctx
@@ -238,9 +276,14 @@ pub async fn add_rule(p: Posted, id: web::Path<String>) -> Result<HttpResponse, 
             };
             s.update_security_group(who, scope, &id, w)
         })
-        .await
-        .map(|g| format!("rule added to {}", g.name));
-    Ok(p.ctx.done(&back(&id), r))
+        .await;
+    match r {
+        Ok(g) => Ok(p
+            .ctx
+            .done(&back(&id), Ok(format!("rule added to {}", g.name)))),
+        Err(crate::service::ServiceError::Invalid(m)) => detail_page(&p.ctx, id, m, typed).await,
+        Err(e) => Ok(p.ctx.done(&back(&id), Err(e))),
+    }
 }
 
 pub async fn remove_rule(

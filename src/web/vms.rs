@@ -18,6 +18,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/vms/{id}/status", web::get().to(status_fragment))
         .route("/vms/{id}/power", web::post().to(power))
         .route("/vms/{id}/delete", web::post().to(delete))
+        .route("/vms/{id}/rename", web::post().to(rename))
+        .route("/vms/{id}/resize", web::post().to(resize))
+        .route("/vms/{id}/reinstall", web::post().to(reinstall))
+        .route("/vms/{id}/reset-password", web::post().to(reset_password))
         .route("/vms/{id}/tags", web::post().to(add_tag))
         .route("/vms/{id}/tags/{tag}/delete", web::post().to(remove_tag))
         .route("/vms/{id}/notes", web::post().to(note))
@@ -454,12 +458,15 @@ struct DetailPage {
     groups: Vec<(String, String)>,
     backups: Vec<BackupRow>,
     console: String,
+    plans: Vec<(String, String)>,
+    templates: Vec<(String, String)>,
+    pricing_id: String,
 }
 
 pub async fn detail(ctx: Ctx, id: web::Path<String>) -> Result<HttpResponse, WebError> {
     let id = uuid_of(&id)?;
     let project = ctx.project.id;
-    let (vm, jobs, groups, backups, notes, console) = ctx
+    let (vm, jobs, groups, backups, notes, console, plans, templates) = ctx
         .call(move |s, who, _| {
             let vm = s.get_vm(who, &id)?;
             let jobs = s.list_jobs(who, &vm.project_id)?;
@@ -480,7 +487,9 @@ pub async fn detail(ctx: Ctx, id: web::Path<String>) -> Result<HttpResponse, Web
                 .unwrap_or_default();
             let notes = s.vm_notes(who, &id).ok();
             let console = s.vm_console(who, &id, 16 * 1024).unwrap_or_default();
-            Ok((vm, jobs, groups, backups, notes, console))
+            let plans = s.vm_plans(None, Some(&vm.region)).unwrap_or_default();
+            let templates = s.templates(None, None, None).unwrap_or_default();
+            Ok((vm, jobs, groups, backups, notes, console, plans, templates))
         })
         .await?;
     let name_of = |g: &Uuid| {
@@ -532,6 +541,20 @@ pub async fn detail(ctx: Ctx, id: web::Path<String>) -> Result<HttpResponse, Web
             .collect(),
         backups: backups.iter().map(BackupRow::of).collect(),
         console,
+        plans: plans
+            .iter()
+            .map(|p| {
+                (
+                    p.id.to_string(),
+                    format!("{} vCPU · {} GiB · {} GiB", p.vcpu, p.memory_gib, p.ssd_gib),
+                )
+            })
+            .collect(),
+        templates: templates
+            .iter()
+            .map(|t| (t.id.to_string(), format!("{} {}", t.name, t.version)))
+            .collect(),
+        pricing_id: vm.pricing_id.to_string(),
         vm: VmRow::of(&vm),
     })
 }
@@ -579,6 +602,70 @@ pub async fn delete(p: Posted, id: web::Path<String>) -> Result<HttpResponse, We
         back_to(&id)
     };
     Ok(p.ctx.done(&to, r))
+}
+
+pub async fn rename(p: Posted, id: web::Path<String>) -> Result<HttpResponse, WebError> {
+    let id = uuid_of(&id)?;
+    let name = p.form.get("name").unwrap_or("").to_string();
+    let r = p
+        .ctx
+        .call(move |s, who, scope| s.rename_vm(who, scope, &id, &name))
+        .await
+        .map(|vm| format!("renamed to {}", vm.name));
+    Ok(p.ctx.done(&back_to(&id), r))
+}
+
+pub async fn resize(p: Posted, id: web::Path<String>) -> Result<HttpResponse, WebError> {
+    let id = uuid_of(&id)?;
+    let Some(plan) = p.form.get("plan").and_then(|x| x.parse::<i64>().ok()) else {
+        p.ctx.flash(false, "choose a plan");
+        return Ok(see_other(&back_to(&id)));
+    };
+    let r = p
+        .ctx
+        .call(move |s, who, scope| s.resize_vm(who, scope, &id, plan))
+        .await
+        .map(|vm| format!("{} is being resized", vm.name));
+    Ok(p.ctx.done(&back_to(&id), r))
+}
+
+pub async fn reinstall(p: Posted, id: web::Path<String>) -> Result<HttpResponse, WebError> {
+    let id = uuid_of(&id)?;
+    let template = match p.form.get("template") {
+        Some(t) => Some(uuid_of(t).map_err(|_| WebError::Invalid("unknown template".into()))?),
+        None => None,
+    };
+    let password = crate::service::new_vm_password();
+    let pw = password.clone();
+    let r = p
+        .ctx
+        .call(move |s, who, scope| s.reinstall_vm(who, scope, &id, template, Some(pw), None))
+        .await;
+    if let Ok(vm) = &r {
+        p.ctx
+            .show_secret_once(format!("New root password of {}", vm.name), password);
+    }
+    let r = r.map(|vm| format!("{} is being reinstalled; its disk starts over", vm.name));
+    Ok(p.ctx.done(&back_to(&id), r))
+}
+
+pub async fn reset_password(p: Posted, id: web::Path<String>) -> Result<HttpResponse, WebError> {
+    let id = uuid_of(&id)?;
+    let r = p
+        .ctx
+        .call(move |s, who, scope| s.reset_vm_password(who, scope, &id))
+        .await;
+    let r = r.map(|(password, now)| {
+        p.ctx
+            .show_secret_once("New root password".to_string(), password);
+        if now {
+            "root password changed; the guest agent applied it".to_string()
+        } else {
+            "root password changed; no guest agent answered, so it applies at the next boot"
+                .to_string()
+        }
+    });
+    Ok(p.ctx.done(&back_to(&id), r))
 }
 
 pub async fn add_tag(p: Posted, id: web::Path<String>) -> Result<HttpResponse, WebError> {

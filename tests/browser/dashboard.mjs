@@ -199,7 +199,9 @@ try {
   await page.selectOption('#add-rule select[name=protocol]', 'ICMP');
   await page.fill('#add-rule input[name=ports]', '22');
   await page.click('#add-rule-submit');
-  assert.match(await flash(), /ports apply to TCP and UDP only/);
+  assert.match(await page.locator('#rule-error').textContent(), /ports apply to TCP and UDP only/);
+  assert.equal(await page.inputValue('#add-rule input[name=ports]'), '22', 'the form keeps what was typed');
+  assert.doesNotMatch(await page.locator('#rules').textContent(), /ICMP/);
   await page.goto(vmUrl);
   await page.click('#nics button:has-text("Attach")');
   assert.match(await flash(), /security group attached/);
@@ -220,6 +222,14 @@ try {
   await page.click('tr[data-key="ci-key"] button.revoke');
   assert.match(await flash(), /API key ci-key revoked/);
   assert.equal(await withKey(secret), 401);
+
+  step('rename the VM from its lifecycle panel');
+  await page.goto(vmUrl);
+  await page.click('#lifecycle summary');
+  await page.fill('#lifecycle input[name=name]', 'web-1b');
+  await page.click('#lifecycle button:has-text("Rename")');
+  assert.match(await flash(), /renamed to web-1b/);
+  assert.equal((await page.locator('#vm-name').textContent()).trim(), 'web-1b');
 
   step('a forged form post without the CSRF token is refused, and changes nothing');
   const forged = await page.evaluate(async (k) => {
