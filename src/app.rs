@@ -46,6 +46,36 @@ pub enum AppError {
     /// The HTTP server failed.
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// The rustls server configuration from `[tls]`'s PEM files.
+pub fn tls_server_config(t: &crate::config::TlsConfig) -> Result<rustls::ServerConfig, AppError> {
+    let open = |p: &std::path::Path| {
+        std::fs::File::open(p)
+            .map(std::io::BufReader::new)
+            .map_err(|e| AppError::Tls(format!("cannot read {}: {e}", p.display())))
+    };
+    let certs = rustls_pemfile::certs(&mut open(&t.cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| AppError::Tls(format!("{}: {e}", t.cert.display())))?;
+    if certs.is_empty() {
+        return Err(AppError::Tls(format!(
+            "{} holds no PEM certificate",
+            t.cert.display()
+        )));
+    }
+    let key = rustls_pemfile::private_key(&mut open(&t.key)?)
+        .map_err(|e| AppError::Tls(format!("{}: {e}", t.key.display())))?
+        .ok_or_else(|| AppError::Tls(format!("{} holds no PEM private key", t.key.display())))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| AppError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| AppError::Tls(format!("certificate and key do not fit: {e}")))
 }
 
 /// Opens the store and the services over `cfg.data_dir`, without compute: for the
@@ -133,6 +163,17 @@ pub async fn serve(cfg: Config, on_first_start: impl FnOnce(&InitReport)) -> Res
         source,
     })?;
     let addr = listener.local_addr().map_err(AppError::Http)?;
+    let tls = match cfg.tls.addr() {
+        Some(tls_addr) => {
+            let config = tls_server_config(&cfg.tls)?;
+            let l = TcpListener::bind(tls_addr).map_err(|source| AppError::Listen {
+                addr: tls_addr,
+                source,
+            })?;
+            Some((l, config))
+        }
+        None => None,
+    };
     let state = web::Data::new(AppState::new(
         services.clone(),
         RateLimiter::new(cfg.rate_limit.clone()),
@@ -149,11 +190,22 @@ pub async fn serve(cfg: Config, on_first_start: impl FnOnce(&InitReport)) -> Res
     })
     .listen(listener)
     .map_err(AppError::Http)?;
+    let mut https = None;
+    if let Some((l, config)) = tls {
+        https = Some(l.local_addr().map_err(AppError::Http)?);
+        server = server
+            .listen_rustls_0_23(l, config)
+            .map_err(AppError::Http)?;
+    }
     if cfg.http_workers > 0 {
         server = server.workers(cfg.http_workers);
     }
-    // The line tests and scripts wait for; keep its shape.
+    // The lines tests and scripts wait for; keep their shape (HTTP first).
     println!("skiff listening on http://{addr}");
+    if let Some(a) = https {
+        println!("skiff listening on https://{a}");
+        tracing::info!(addr = %a, "HTTPS listening");
+    }
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "skiff listening");
     let result = server.run().await.map_err(AppError::Http);
     if let Err(e) = services.store().flush() {

@@ -35,8 +35,12 @@ fn bad(key: &str, message: impl Into<String>) -> ConfigError {
 pub struct Config {
     /// Where the datastore, images and backups live.
     pub data_dir: PathBuf,
-    /// HTTP listener.
+    /// Plain-HTTP listener: loopback only unless `allow_public_http` (sessions and API
+    /// keys would cross the network in clear); `[tls]` serves the network.
     pub listen: SocketAddr,
+    /// Lets `listen` be a non-loopback address (behind a TLS-terminating proxy, say).
+    pub allow_public_http: bool,
+    pub tls: TlsConfig,
     /// `tracing` filter, e.g. `info` or `skiff=debug,actix_web=info`.
     pub log: String,
     /// Job worker threads (jobs run on the blocking pool).
@@ -52,6 +56,36 @@ pub struct Config {
     pub compute: ComputeConfig,
     pub network: NetworkConfig,
     pub backup: BackupConfig,
+}
+
+/// HTTPS for the dashboard and the API. The package generates a self-signed
+/// certificate at install; replace the two files with your own and restart.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// HTTPS listener, e.g. `0.0.0.0:8443`; empty means no HTTPS.
+    pub listen: String,
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            listen: String::new(),
+            cert: PathBuf::from("/etc/skiff/tls/cert.pem"),
+            key: PathBuf::from("/etc/skiff/tls/key.pem"),
+        }
+    }
+}
+
+impl TlsConfig {
+    /// The HTTPS address, when HTTPS is on.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.listen.trim().parse().ok()
+    }
 }
 
 /// Where VM backups are kept and how often the scheduler looks for due schedules.
@@ -214,6 +248,8 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("skiff-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            allow_public_http: false,
+            tls: TlsConfig::default(),
             log: "info".into(),
             job_workers: 4,
             http_workers: 0,
@@ -500,6 +536,25 @@ impl Config {
         }
         if self.max_body_bytes < 1024 {
             return Err(bad("max_body_bytes", "must be at least 1024"));
+        }
+        if !self.allow_public_http && !self.listen.ip().is_loopback() {
+            return Err(bad(
+                "listen",
+                format!(
+                    "{} is not a loopback address: plain HTTP would carry sessions and API \
+                     keys in clear. Serve the network with [tls] listen, or set \
+                     allow_public_http = true behind a TLS proxy",
+                    self.listen
+                ),
+            ));
+        }
+        if !self.tls.listen.trim().is_empty() {
+            if self.tls.addr().is_none() {
+                return Err(bad("tls.listen", "must be an address such as 0.0.0.0:8443"));
+            }
+            if self.tls.cert.as_os_str().is_empty() || self.tls.key.as_os_str().is_empty() {
+                return Err(bad("tls", "cert and key must name PEM files"));
+            }
         }
         if self.reconcile_interval_secs == 0 {
             return Err(bad("reconcile_interval_secs", "must be at least 1"));

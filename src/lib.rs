@@ -5,6 +5,7 @@ pub mod app;
 pub mod backup;
 pub mod compute;
 pub mod config;
+pub mod doctor;
 pub mod jobs;
 pub mod model;
 pub mod network;

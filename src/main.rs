@@ -28,6 +28,9 @@ struct Cli {
 enum Command {
     /// Run the appliance (initialises an empty data directory first).
     Serve,
+    /// Check this host (libvirt, KVM, bridge, bpffs, kernel, disk, clock, TLS) and say
+    /// what to fix; exits non-zero when something would stop skiff from working.
+    Doctor,
     /// Create the admin account, default project and first API key.
     Init {
         /// Print {"api_key", "project_id"} as JSON.
@@ -305,6 +308,11 @@ fn main() -> anyhow::Result<()> {
                 println!("first start: initialised the data directory");
                 print_report(r, false);
             })))?;
+        }
+        Command::Doctor => {
+            if !skiff::doctor::report(&skiff::doctor::run(&cfg)) {
+                std::process::exit(1);
+            }
         }
         Command::Init { json } => {
             let services = skiff::app::open(&cfg)?;

@@ -214,3 +214,33 @@ fn imported_templates_join_the_catalog() {
         r.text
     );
 }
+
+#[test]
+fn doctor_reports_each_check_and_fails_on_what_would_stop_skiff() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("skiff.toml");
+    std::fs::write(&cfg, "[compute]\nenabled = false\n").unwrap();
+    let out = skiff(&dir.path().join("data"), &cfg, &["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for name in ["disk", "libvirt", "acceleration", "bridge", "clock", "tls"] {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(name)),
+            "no {name} line in {text}"
+        );
+    }
+    assert!(text.contains("WARN  libvirt       compute is disabled"));
+    assert!(text.contains("0 failed"));
+
+    std::fs::write(
+        &cfg,
+        "[compute]\nenabled = false\n[tls]\nlisten = \"127.0.0.1:8443\"\ncert = \"/nonexistent.pem\"\nkey = \"/nonexistent.key\"\n",
+    )
+    .unwrap();
+    let out = skiff(&dir.path().join("data"), &cfg, &["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL  tls"), "{text}");
+    assert!(text.contains("→ put a PEM certificate"), "{text}");
+}
