@@ -10,6 +10,7 @@ need_test_tools
 if [ "$(id -u)" -eq 0 ]; then
     need_virt_host
     need_browser_tools
+    need_pkgs debootstrap lintian dpkg-dev curl
     say "building the test guest template"
     SKT_TEMPLATE=$(bash "$ROOT_DIR/scripts/test-template.sh" | tail -n 1)
     export SKT_TEMPLATE
