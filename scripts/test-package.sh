@@ -33,6 +33,14 @@ DEB2=$(bash packaging/build-deb.sh --binary "$BIN" --version "$V2" --out "$W/deb
 
 say "lintian"
 lintian --fail-on error --no-tag-display-limit "$DEB1" || fail "lintian reports errors"
+if command -v systemd-analyze >/dev/null; then
+    say "systemd-analyze verify (the unit's syntax and options)"
+    mkdir -p "$W/unit"
+    sed "s#/usr/bin/skiff#$BIN#" packaging/skiff.service > "$W/unit/skiff.service"
+    systemd-analyze verify "$W/unit/skiff.service" || fail "systemd-analyze verify"
+else
+    echo "note: no systemd-analyze here; the unit's syntax is not checked" >&2
+fi
 
 # A Debian 12 root with the package's dependencies, made once per machine and per
 # dependency list, then unpacked fresh for every run.

@@ -63,8 +63,10 @@ fn open_retrying(dir: &Path) -> Result<sled::Db, StoreError> {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         match sled::Config::new().path(dir).open() {
+            // sled reports a held lock as kind Other with the OS error in its text.
             Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
+                if (e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock"))
                     && std::time::Instant::now() < until =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(50));
