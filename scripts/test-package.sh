@@ -73,6 +73,9 @@ cp "$DEB1" "$DEB2" "$R/tmp/"
 OUT=$(in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "/tmp/$(basename "$DEB1")" 2>&1) ||
     { echo "$OUT"; fail "apt-get install of $V1"; }
 echo "$OUT" | grep -q "Sign in at https://" || { echo "$OUT"; fail "postinst did not say how to sign in"; }
+PW_NOW=$(sed -n 's/^dashboard:   user admin password //p' "$R/var/lib/skiff/initial-credentials")
+! echo "$OUT" | grep -qF -- "$PW_NOW" || fail "postinst printed the password into apt's log"
+! echo "$OUT" | grep -q 'raff_' || fail "postinst printed the API key into apt's log"
 [ "$(in_root dpkg-query -W -f='${Version}' skiff)" = "$V1" ] || fail "version after install"
 
 say "files, conffiles, permissions"
