@@ -3,6 +3,7 @@
 
 use crate::compute::{Accel, Libvirt};
 use crate::config::Config;
+use crate::sysinfo::{fs_space, kernel_version};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
@@ -43,38 +44,6 @@ fn bad(
 }
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-const GIB: f64 = (1u64 << 30) as f64;
-
-/// (free GiB, filesystem type) of the filesystem holding `path` (or its nearest
-/// existing parent).
-fn statfs(path: &std::path::Path) -> Option<(f64, i64)> {
-    let mut p = path.to_path_buf();
-    while !p.exists() {
-        p = p.parent()?.to_path_buf();
-    }
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
-    // SAFETY: `c` is a NUL-terminated path and `st` is writable memory of the right
-    // type, filled by statfs when it returns 0.
-    if unsafe { libc::statfs(c.as_ptr(), st.as_mut_ptr()) } != 0 {
-        return None;
-    }
-    // SAFETY: statfs returned 0.
-    let st = unsafe { st.assume_init() };
-    // f_type's C type differs between architectures; i64 holds every one of them.
-    #[allow(clippy::unnecessary_cast)]
-    Some((
-        st.f_bavail as f64 * st.f_bsize as f64 / GIB,
-        st.f_type as i64,
-    ))
-}
-
-/// The kernel's (major, minor) version.
-fn kernel() -> Option<(u32, u32)> {
-    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
-    let mut it = r.trim().split(['.', '-']);
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-}
 
 /// Whether the kernel says the clock is synchronised (NTP).
 fn clock_synced() -> bool {
@@ -89,20 +58,20 @@ fn clock_synced() -> bool {
 pub fn run(cfg: &Config) -> Vec<Check> {
     let mut out = Vec::new();
     // Data directory and its free space.
-    match statfs(&cfg.data_dir) {
-        Some((free, _)) if free < 2.0 => out.push(bad(
+    match fs_space(&cfg.data_dir).map(|s| s.free_gib) {
+        Some(free) if free < 2.0 => out.push(bad(
             "disk",
             Level::Fail,
             format!("{free:.1} GiB free for {}", cfg.data_dir.display()),
             "free space, or point data_dir at a larger disk: VM disks and images live there",
         )),
-        Some((free, _)) if free < 20.0 => out.push(bad(
+        Some(free) if free < 20.0 => out.push(bad(
             "disk",
             Level::Warn,
             format!("{free:.1} GiB free for {}", cfg.data_dir.display()),
             "enough for a few small VMs only; give data_dir a larger disk",
         )),
-        Some((free, _)) => out.push(ok(
+        Some(free) => out.push(ok(
             "disk",
             format!("{free:.0} GiB free for {}", cfg.data_dir.display()),
         )),
@@ -114,10 +83,10 @@ pub fn run(cfg: &Config) -> Vec<Check> {
         )),
     }
     let backups = cfg.backup_dir();
-    if let Some((free, _)) = statfs(&backups) {
+    if let Some(s) = fs_space(&backups) {
         out.push(ok(
             "backups",
-            format!("{free:.0} GiB free for {}", backups.display()),
+            format!("{:.0} GiB free for {}", s.free_gib, backups.display()),
         ));
     }
     // Compute.
@@ -168,8 +137,8 @@ pub fn run(cfg: &Config) -> Vec<Check> {
         ));
     }
     if cfg.network.firewall.enabled {
-        match statfs(std::path::Path::new("/sys/fs/bpf")) {
-            Some((_, t)) if t == BPF_FS_MAGIC => out.push(ok("bpffs", "/sys/fs/bpf is mounted")),
+        match fs_space(std::path::Path::new("/sys/fs/bpf")) {
+            Some(s) if s.fs_type == BPF_FS_MAGIC => out.push(ok("bpffs", "/sys/fs/bpf is mounted")),
             _ => out.push(bad(
                 "bpffs",
                 Level::Warn,
@@ -177,7 +146,7 @@ pub fn run(cfg: &Config) -> Vec<Check> {
                 "mount -t bpf bpf /sys/fs/bpf (skiff tries this itself at start, as root)",
             )),
         }
-        match kernel() {
+        match kernel_version() {
             Some((maj, min)) if (maj, min) >= (6, 6) => out.push(ok(
                 "kernel",
                 format!("{maj}.{min}: TCX links for security groups"),

@@ -11,4 +11,5 @@ pub mod model;
 pub mod network;
 pub mod service;
 pub mod store;
+pub mod sysinfo;
 pub mod web;

@@ -4,9 +4,7 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 fn self_signed(dir: &std::path::Path) {
     let ok = Command::new("openssl")
@@ -42,43 +40,16 @@ fn curl(args: &[&str]) -> String {
 
 #[test]
 fn https_serves_api_and_dashboard_with_the_configured_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    self_signed(dir.path());
-    let cfg = dir.path().join("skiff.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[compute]\nenabled = false\n[tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{0}/cert.pem\"\nkey = \"{0}/key.pem\"\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    let mut child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--config")
-        .arg(&cfg)
-        .args(["--listen", "127.0.0.1:0", "serve"])
-        .env("SKIFF_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(u) = l.strip_prefix("skiff listening on https://") {
-                let _ = tx.send(u.to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("https line");
-    let url = format!("https://{addr}");
+    let certs = tempfile::tempdir().unwrap();
+    self_signed(certs.path());
+    let s = Server::start(&format!(
+        "[tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{0}/cert.pem\"\nkey = \"{0}/key.pem\"\n",
+        certs.path().display()
+    ));
+    let url = s.https.clone().expect("an HTTPS listener");
+    assert!(url.starts_with("https://"), "{url}");
     // Verified against the certificate itself, not with -k.
-    let ca = dir.path().join("cert.pem");
+    let ca = certs.path().join("cert.pem");
     let ca = ca.to_str().unwrap();
     assert_eq!(
         curl(&["--cacert", ca, &format!("{url}/health")]),
@@ -95,8 +66,6 @@ fn https_serves_api_and_dashboard_with_the_configured_certificate() {
         plain.is_empty(),
         "an unknown certificate is refused by default"
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

@@ -51,24 +51,33 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The status and message a client sees for a service error. Internal errors (store,
+/// jobs) show a generic message; their detail belongs in the log.
+pub fn service_status(e: &ServiceError) -> (StatusCode, String) {
+    let status = match e {
+        ServiceError::Invalid(_) | ServiceError::ProjectRequired => StatusCode::BAD_REQUEST,
+        ServiceError::NotFound { .. } => StatusCode::NOT_FOUND,
+        ServiceError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
+        ServiceError::Conflict(_) => StatusCode::CONFLICT,
+        ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ServiceError::Store(_) | ServiceError::Jobs(_) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the server log".into(),
+            )
+        }
+    };
+    (status, e.to_string())
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
-        let status = match &e {
-            ServiceError::Invalid(_) | ServiceError::ProjectRequired => StatusCode::BAD_REQUEST,
-            ServiceError::NotFound { .. } => StatusCode::NOT_FOUND,
-            ServiceError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ServiceError::Conflict(_) => StatusCode::CONFLICT,
-            ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ServiceError::Store(_) | ServiceError::Jobs(_) => {
-                tracing::error!(error = %e, "internal error");
-                return ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error; see the server log",
-                );
-            }
-        };
-        ApiError::new(status, e.to_string())
+        let (status, message) = service_status(&e);
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %e, "internal error");
+        }
+        ApiError::new(status, message)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::{Principal, ServiceError, Services};
 use crate::model::VmStatus;
+use crate::sysinfo;
 
 /// Host capacity (operators only) and the caller's VMs by status.
 pub struct HostOverview {
@@ -28,37 +29,15 @@ pub struct HostCapacity {
     pub disk_free_gib: f64,
 }
 
-fn meminfo(field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kib| kib / 1024)
-}
-
-fn disk(path: &std::path::Path) -> Option<(f64, f64)> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable memory of
-    // the right type; statvfs initialises it when it returns 0.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it filled the struct.
-    let st = unsafe { st.assume_init() };
-    let gib = |blocks: u64| (blocks as f64) * (st.f_frsize as f64) / (1u64 << 30) as f64;
-    Some((gib(st.f_blocks), gib(st.f_bavail)))
-}
-
 impl Services {
     pub fn host_overview(&self, who: &Principal) -> Result<HostOverview, ServiceError> {
         let host = who.require("account.settings.view").is_ok().then(|| {
-            let (disk_total_gib, disk_free_gib) = disk(&self.inner.data_dir).unwrap_or((0.0, 0.0));
+            let (disk_total_gib, disk_free_gib) = sysinfo::fs_space(&self.inner.data_dir)
+                .map_or((0.0, 0.0), |d| (d.total_gib, d.free_gib));
             HostCapacity {
                 cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-                mem_total_mib: meminfo("MemTotal").unwrap_or(0),
-                mem_available_mib: meminfo("MemAvailable").unwrap_or(0),
+                mem_total_mib: sysinfo::meminfo_mib("MemTotal").unwrap_or(0),
+                mem_available_mib: sysinfo::meminfo_mib("MemAvailable").unwrap_or(0),
                 disk_total_gib,
                 disk_free_gib,
             }

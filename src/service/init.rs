@@ -44,7 +44,7 @@ impl Services {
         if name.is_empty() || name.chars().count() > 64 {
             return Err(invalid("account name must be 1 to 64 characters"));
         }
-        if self.inner.users.all()?.iter().any(|u| u.name == name) {
+        if self.user_by_name(name)?.is_some() {
             return Err(ServiceError::Conflict(format!(
                 "a user named {name} exists already; choose another account name"
             )));

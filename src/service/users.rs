@@ -43,7 +43,7 @@ impl Services {
         Ok(self.inner.accounts.get(&uuid_key(id))?.is_some())
     }
 
-    fn user_by_name(&self, name: &str) -> Result<Option<User>, ServiceError> {
+    pub(super) fn user_by_name(&self, name: &str) -> Result<Option<User>, ServiceError> {
         Ok(self.inner.users.all()?.into_iter().find(|u| u.name == name))
     }
 

@@ -19,24 +19,32 @@ fn content_type(name: &str) -> &'static str {
     }
 }
 
-/// An embedded asset by its served name.
-pub fn find(name: &str) -> Option<&'static [u8]> {
-    ASSETS
-        .binary_search_by(|(n, _)| (*n).cmp(name))
-        .ok()
-        .map(|i| ASSETS[i].1)
+/// An embedded asset by its served name, with its ETag.
+pub fn find(name: &str) -> Option<(&'static [u8], &'static str)> {
+    let i = ASSETS.binary_search_by(|(n, _)| (*n).cmp(name)).ok()?;
+    Some((ASSETS[i].1, etags()[i].as_str()))
 }
 
-/// The asset, with an ETag of the build so browsers revalidate cheaply.
+/// ETags of the assets in `ASSETS` order, hashed once on first use.
+fn etags() -> &'static [String] {
+    static ETAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    ETAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|(_, body)| format!("\"{}\"", &blake3::hash(body).to_hex()[..16]))
+            .collect()
+    })
+}
+
+/// The asset, with an ETag so browsers revalidate cheaply.
 pub async fn serve(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, WebError> {
     let name = path.into_inner();
-    let body = find(&name).ok_or(WebError::NotFound)?;
-    let etag = format!("\"{}\"", &blake3::hash(body).to_hex()[..16]);
+    let (body, etag) = find(&name).ok_or(WebError::NotFound)?;
     if req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        == Some(etag.as_str())
+        == Some(etag)
     {
         return Ok(HttpResponse::NotModified().finish());
     }
@@ -62,7 +70,10 @@ mod tests {
             "vendor/novnc/core/rfb.js",
             "vendor/novnc/vendor/pako/lib/zlib/inflate.js",
         ] {
-            assert!(find(name).is_some_and(|b| !b.is_empty()), "{name} missing");
+            assert!(
+                find(name).is_some_and(|(b, _)| !b.is_empty()),
+                "{name} missing"
+            );
         }
         assert!(find("package.json").is_none());
         assert!(find("../Cargo.toml").is_none());

@@ -6,7 +6,6 @@ use askama::Template;
 use uuid::Uuid;
 
 use super::views::{when, JobView, Layout};
-use super::vms::BackupRow;
 use super::{render, uuid_of, Ctx, Posted, WebError};
 use crate::service::{runtime_text, Page, ScheduleWrite};
 
@@ -32,6 +31,32 @@ const ALL: Page = Page {
     limit: 10_000,
     offset: 0,
 };
+
+pub struct BackupRow {
+    pub id: String,
+    pub name: String,
+    pub status: &'static str,
+    pub method: String,
+    pub increment: String,
+    pub stored: String,
+    pub created: String,
+    pub error: String,
+}
+
+impl BackupRow {
+    pub fn of(b: &crate::model::Backup) -> BackupRow {
+        BackupRow {
+            id: b.id.to_string(),
+            name: b.name.clone(),
+            status: b.status.as_str(),
+            method: b.method.clone().unwrap_or_default(),
+            increment: b.increment.map(|i| i.to_string()).unwrap_or_default(),
+            stored: super::views::mib(b.stored_bytes),
+            created: when(&b.created_at),
+            error: b.error.clone().unwrap_or_default(),
+        }
+    }
+}
 
 pub struct ScheduleRow {
     pub id: u64,

@@ -5,7 +5,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
-use crate::api::error::ApiError;
+use crate::api::error::service_status;
 use crate::service::ServiceError;
 
 /// Errors of dashboard requests.
@@ -45,27 +45,13 @@ struct ErrorPage<'a> {
 }
 
 impl WebError {
-    /// The message a person sees for a service error (internal details stay in the log).
+    /// The message a person sees for a service error (internal details go to the log).
     pub fn message_of(e: &ServiceError) -> String {
-        ApiError::from(clone_kind(e)).message
-    }
-}
-
-/// `ApiError::from` takes ownership; internal errors are logged there, so pass a copy
-/// that keeps the kind and message.
-fn clone_kind(e: &ServiceError) -> ServiceError {
-    match e {
-        ServiceError::Invalid(m) => ServiceError::Invalid(m.clone()),
-        ServiceError::NotFound { kind } => ServiceError::NotFound { kind },
-        ServiceError::Unauthorized(m) => ServiceError::Unauthorized(m.clone()),
-        ServiceError::Forbidden(m) => ServiceError::Forbidden(m.clone()),
-        ServiceError::Conflict(m) => ServiceError::Conflict(m.clone()),
-        ServiceError::ProjectRequired => ServiceError::ProjectRequired,
-        ServiceError::Unavailable(m) => ServiceError::Unavailable(m.clone()),
-        other => {
-            tracing::error!(error = %other, "internal error");
-            ServiceError::Unavailable("internal error; see the server log".into())
+        let (status, message) = service_status(e);
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %e, "internal error");
         }
+        message
     }
 }
 
@@ -76,7 +62,7 @@ impl ResponseError for WebError {
             WebError::Csrf => StatusCode::FORBIDDEN,
             WebError::NotFound => StatusCode::NOT_FOUND,
             WebError::Invalid(_) => StatusCode::BAD_REQUEST,
-            WebError::Service(e) => ApiError::from(clone_kind(e)).status,
+            WebError::Service(e) => service_status(e).0,
             WebError::Render(_) | WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -5,6 +5,7 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 use uuid::Uuid;
 
+use super::backups::BackupRow;
 use super::views::{when, JobView, Layout};
 use super::{render, see_other, uuid_of, Ctx, Posted, WebError};
 use crate::model::{Job, SecurityGroup, Vm, VmStatus};
@@ -386,9 +387,12 @@ struct StatusFragment {
 
 pub async fn status_fragment(ctx: Ctx, id: web::Path<String>) -> Result<HttpResponse, WebError> {
     let id = uuid_of(&id)?;
-    let project = ctx.project.id;
     let (vm, jobs) = ctx
-        .call(move |s, who, _| Ok((s.get_vm(who, &id)?, s.list_jobs(who, &project)?)))
+        .call(move |s, who, _| {
+            let vm = s.get_vm(who, &id)?;
+            let jobs = s.list_jobs(who, &vm.project_id)?;
+            Ok((vm, jobs))
+        })
         .await?;
     render(&StatusFragment {
         st: status_view(&vm, &jobs),
@@ -415,32 +419,6 @@ pub struct NicView {
     pub ip: String,
     pub network: String,
     pub groups: Vec<(String, String)>,
-}
-
-pub struct BackupRow {
-    pub id: String,
-    pub name: String,
-    pub status: &'static str,
-    pub method: String,
-    pub increment: String,
-    pub stored: String,
-    pub created: String,
-    pub error: String,
-}
-
-impl BackupRow {
-    pub fn of(b: &crate::model::Backup) -> BackupRow {
-        BackupRow {
-            id: b.id.to_string(),
-            name: b.name.clone(),
-            status: b.status.as_str(),
-            method: b.method.clone().unwrap_or_default(),
-            increment: b.increment.map(|i| i.to_string()).unwrap_or_default(),
-            stored: super::views::mib(b.stored_bytes),
-            created: when(&b.created_at),
-            error: b.error.clone().unwrap_or_default(),
-        }
-    }
 }
 
 #[derive(Template)]

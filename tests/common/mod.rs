@@ -107,6 +107,8 @@ fn parse_init(out: &std::process::Output) -> Init {
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub base: String,
+    /// The HTTPS base URL when the configuration has `[tls]`.
+    pub https: Option<String>,
     pub admin: Init,
     child: Option<Child>,
 }
@@ -130,6 +132,7 @@ impl Server {
         let mut s = Server {
             dir,
             base: String::new(),
+            https: None,
             admin,
             child: None,
         };
@@ -184,6 +187,11 @@ impl Server {
             .recv_timeout(Duration::from_secs(30))
             .expect("skiff serve did not start listening");
         self.base = url;
+        let tls = std::fs::read_to_string(self.config()).is_ok_and(|c| c.contains("[tls]"));
+        self.https = tls.then(|| {
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("skiff serve did not start listening on HTTPS")
+        });
         self.child = Some(child);
     }
 
