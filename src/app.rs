@@ -92,6 +92,23 @@ fn open_with(
         path: cfg.data_dir.clone(),
         source,
     })?;
+    // Private to skiff. Compute, when it starts, lets QEMU's group enter it (0710);
+    // an offline command run beside `serve` leaves that as it is.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir_err = |source| AppError::DataDir {
+            path: cfg.data_dir.clone(),
+            source,
+        };
+        let mode = std::fs::metadata(&cfg.data_dir)
+            .map_err(dir_err)?
+            .permissions()
+            .mode();
+        if mode & 0o067 != 0 {
+            std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(dir_err)?;
+        }
+    }
     let store = Store::open(&cfg.data_dir.join("db")).map_err(|e| match e {
         StoreError::Sled(sled::Error::Io(io)) if io.kind() == std::io::ErrorKind::WouldBlock => {
             AppError::Locked(cfg.data_dir.clone())

@@ -138,6 +138,9 @@ pub struct ComputeConfig {
     pub boot_timeout_secs: u64,
     /// How long a stop waits for the guest to power off before pulling the plug.
     pub stop_timeout_secs: u64,
+    /// The group libvirt runs QEMU with (qemu.conf `group`): it may enter the
+    /// directories on the way to its guests' files, nothing else of the data directory.
+    pub qemu_group: String,
 }
 
 impl Default for ComputeConfig {
@@ -153,6 +156,7 @@ impl Default for ComputeConfig {
             ],
             boot_timeout_secs: 300,
             stop_timeout_secs: 60,
+            qemu_group: "libvirt-qemu".into(),
         }
     }
 }

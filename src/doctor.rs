@@ -136,6 +136,14 @@ pub fn run(cfg: &Config) -> Vec<Check> {
             ),
         ));
     }
+    if !cfg.network.firewall.enabled {
+        out.push(bad(
+            "firewall",
+            Level::Warn,
+            "[network.firewall] enabled = false: guests run with no security groups and no anti-spoofing",
+            "single-tenant hosts only; remove the setting to enforce groups (VMs then start only when the data plane loads)",
+        ));
+    }
     if cfg.network.firewall.enabled {
         match fs_space(std::path::Path::new("/sys/fs/bpf")) {
             Some(s) if s.fs_type == BPF_FS_MAGIC => out.push(ok("bpffs", "/sys/fs/bpf is mounted")),

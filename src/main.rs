@@ -75,7 +75,7 @@ enum BackupCommand {
 
 #[derive(Subcommand)]
 enum TemplateCommand {
-    /// Import a bootable disk image (any format qemu-img reads) as a template.
+    /// Import a bootable disk image (raw, or a qcow2 with no backing or data file) as a template.
     Import {
         file: PathBuf,
         #[arg(long)]
@@ -283,6 +283,8 @@ fn repo_command(command: RepoCommand) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before anything is written: the store, disks, seeds and backups are skiff's alone.
+    skiff::compute::access::private_umask();
     let cli = Cli::parse();
     let cfg = Config::load(
         cli.config.as_deref(),

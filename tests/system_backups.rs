@@ -473,3 +473,184 @@ fn backups_of_a_real_guest_through_dirty_bitmaps() {
     let r = s.admin_call("GET", "/api/v1/backups").send();
     assert_eq!(r.body["total"], 2);
 }
+
+/// A guest writes a qcow2 header naming a host file as its backing file into its own
+/// disk. Backup and restore must give back the guest's bytes, never the host file's.
+#[test]
+fn a_qcow2_header_written_by_the_guest_reads_no_host_file() {
+    let Some(h) = host() else { return };
+    enter_netns(&h.netns);
+    let s = Server::start(&config(&h, "10.231.0.64/27", "10.231.0.65", "svq"));
+    let _guard = DomainGuard(s.data());
+    let p = s.admin.project_id.clone();
+    let scratch = tempfile::tempdir().unwrap();
+
+    // The host file the guest is after, and the header that names it (qcow2 v2: the
+    // header and the name fit in a short line typed on the serial console).
+    let needle = "HOST-SECRET-7d1c4e";
+    let secret = scratch.path().join("secret");
+    std::fs::write(&secret, needle.repeat(8192)).unwrap();
+    let hdr = scratch.path().join("hdr.qcow2");
+    let o = Command::new("qemu-img")
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            "compat=0.10",
+            "-F",
+            "raw",
+            "-b",
+        ])
+        .arg(&secret)
+        .arg(&hdr)
+        .arg("1M")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut head = std::fs::read(&hdr).unwrap();
+    head.truncate(4096);
+    while head.last() == Some(&0) {
+        head.pop();
+    }
+    assert!(head.len() < 1024, "the header is {} bytes", head.len());
+    let hex: String = head.iter().map(|b| format!("{b:02x}")).collect();
+
+    let r = s.admin_call("POST", "/api/v1/vms").project(&p).json(json!({
+        "name": "hostile-1", "template_id": TEMPLATE_ID, "pricing_id": 1,
+        "region": "us-east", "ssh_keys": [ED25519]}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["data"]["id"].as_str().unwrap().to_string();
+    let domain = format!("skiff-vm-{id}");
+    let disk = s.data().join("vms").join(&id).join("disk.qcow2");
+    wait_status(&s, &id, "active", Duration::from_secs(240));
+    assert_private_data_dir(&s.data(), &id);
+
+    // The first MiB zeroed (the header's tables then say "all in the backing file"),
+    // the header on top.
+    guest_run(
+        &s,
+        &id,
+        &domain,
+        &format!(
+            "dd if=/dev/zero of=/dev/vda bs=65536 count=16 2>/dev/null && echo {hex} | xxd -r -p | dd of=/dev/vda conv=notrunc 2>/dev/null && sync"
+        ),
+        "hdr",
+    );
+    let r = s
+        .admin_call("POST", &format!("/api/v1/vms/{id}/stop"))
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_status(&s, &id, "passive", Duration::from_secs(120));
+    let b = backup(&s, &p, &id, "hostile");
+    let r = s
+        .admin_call(
+            "POST",
+            &format!("/api/v1/backups/{}/restore", b["id"].as_str().unwrap()),
+        )
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 202, "{}", r.text);
+    wait_backup(&s, b["id"].as_str().unwrap(), "ready");
+    wait_jobs_idle(&s, &p, Duration::from_secs(120));
+
+    // The restored disk stands alone and holds the guest's header as data.
+    let info = Command::new("qemu-img")
+        .args(["info", "-U", "--output=json", "-f", "qcow2"])
+        .arg(&disk)
+        .output()
+        .unwrap();
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert!(info["backing-filename"].is_null(), "{info}");
+    let raw = scratch.path().join("restored.raw");
+    let o = Command::new("qemu-img")
+        .args(["convert", "-U", "-f", "qcow2", "-O", "raw"])
+        .arg(&disk)
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut first = vec![0u8; head.len()];
+    use std::io::Read;
+    std::fs::File::open(&raw)
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    assert_eq!(first, head, "the guest's header is the disk's data");
+    // grep reads the (sparse, several GiB) image far faster than a debug-built scan.
+    let found = Command::new("grep")
+        .args(["-q", "-a", "-F", needle])
+        .arg(&raw)
+        .status()
+        .unwrap();
+    assert_eq!(
+        found.code(),
+        Some(1),
+        "the host file leaked into the restored disk (grep: {found})"
+    );
+    // The domain names the disk's format and says it has no backing file.
+    let xml = virsh(&["dumpxml", "--inactive", &domain]);
+    let vda = xml.split("<target dev='vda'").next().unwrap();
+    let vda = &vda[vda.rfind("<disk").unwrap()..];
+    assert!(
+        vda.contains("type='qcow2'") && vda.contains("<backingStore/>"),
+        "{vda}"
+    );
+}
+
+/// The data directory (0700 after `skiff init`) is private to skiff while a guest runs
+/// from it: QEMU's group may only enter the directories on the way to the guest's files,
+/// other users reach nothing, and nothing skiff wrote is readable by others.
+fn assert_private_data_dir(data: &Path, vm: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let group = |name: &str| -> u32 {
+        let o = Command::new("getent")
+            .args(["group", name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .split(':')
+            .nth(2)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let qemu = group("libvirt-qemu");
+    let vm_dir = data.join("vms").join(vm);
+    for d in [data.to_path_buf(), data.join("vms"), vm_dir.clone()] {
+        let m = std::fs::metadata(&d).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o710, "{}", d.display());
+        assert_eq!((m.uid(), m.gid()), (0, qemu), "{}", d.display());
+    }
+    for d in ["db", "backups"] {
+        let m = std::fs::metadata(data.join(d)).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o700, "{d}");
+    }
+    // Nothing under the data directory is open to other users.
+    let o = Command::new("find")
+        .arg(data)
+        .args(["-perm", "/o=rwx", "-print"])
+        .output()
+        .unwrap();
+    assert!(
+        o.stdout.is_empty(),
+        "open to others: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // Another local user can neither list nor read it.
+    for (cmd, path) in [
+        ("ls", data.to_path_buf()),
+        ("cat", vm_dir.join("console.log")),
+    ] {
+        let o = Command::new("runuser")
+            .args(["-u", "nobody", "--", cmd])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "nobody ran {cmd} {}", path.display());
+        assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"));
+    }
+}

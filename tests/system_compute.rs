@@ -95,7 +95,7 @@ fn a_guest_boots_from_the_template_reads_its_seed_and_goes_away_cleanly() {
     let tap = format!("skt{}", &id.simple().to_string()[..8]);
     let disk_path = dir.join("disk.qcow2");
     disk::create_overlay(&h.template, &disk_path, 1).unwrap();
-    assert!(disk::virtual_size(&disk_path).unwrap() >= 1 << 30);
+    assert!(disk::virtual_size(&disk_path, disk::Format::Qcow2).unwrap() >= 1 << 30);
     let seed = dir.join("seed.img");
     write_seed(
         &seed,
@@ -120,6 +120,7 @@ fn a_guest_boots_from_the_template_reads_its_seed_and_goes_away_cleanly() {
         vcpus: 1,
         memory_mib: 256,
         disk: disk_path.clone(),
+        disk_base: Some(h.template.clone()),
         seed: Some(seed),
         nics: vec![NicSpec {
             mac: "52:54:00:aa:bb:01".into(),

@@ -2,6 +2,7 @@
 //! defines, guest disks (thin qcow2 overlays) and NoCloud seeds. A driver: it owns
 //! host objects and knows nothing of records, projects or HTTP.
 
+pub mod access;
 pub mod disk;
 mod libvirt;
 pub mod seed;
@@ -83,6 +84,9 @@ pub struct DomainSpec {
     pub vcpus: u32,
     pub memory_mib: u64,
     pub disk: PathBuf,
+    /// The qcow2 base under `disk` (itself standalone), or `None` when `disk` stands
+    /// alone. Written into the XML so that libvirt never probes a chain.
+    pub disk_base: Option<PathBuf>,
     /// NoCloud seed image (label `cidata`), attached read-only as the second disk.
     pub seed: Option<PathBuf>,
     pub nics: Vec<NicSpec>,

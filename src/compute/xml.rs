@@ -34,15 +34,24 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     }
     x.push_str("  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n");
     x.push_str("  <devices>\n");
+    // Every disk states its format and its whole backing chain (`<backingStore/>` ends
+    // it): libvirt and QEMU then never probe an image for either.
+    let chain = match &spec.disk_base {
+        Some(base) => format!(
+            "      <backingStore type='file'>\n        <format type='qcow2'/>\n        <source file='{}'/>\n        <backingStore/>\n      </backingStore>\n",
+            esc(&base.to_string_lossy())
+        ),
+        None => "      <backingStore/>\n".to_string(),
+    };
     let _ = writeln!(
         x,
-        "    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2' discard='unmap'/>\n      <source file='{}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>",
+        "    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2' discard='unmap'/>\n      <source file='{}'/>\n{chain}      <target dev='vda' bus='virtio'/>\n    </disk>",
         esc(&spec.disk.to_string_lossy())
     );
     if let Some(seed) = &spec.seed {
         let _ = writeln!(
             x,
-            "    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source file='{}'/>\n      <target dev='vdb' bus='virtio'/>\n      <readonly/>\n    </disk>",
+            "    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source file='{}'/>\n      <backingStore/>\n      <target dev='vdb' bus='virtio'/>\n      <readonly/>\n    </disk>",
             esc(&seed.to_string_lossy())
         );
     }
@@ -116,6 +125,7 @@ mod tests {
             vcpus: 2,
             memory_mib: 512,
             disk: PathBuf::from("/var/lib/skiff/vms/a b/disk.qcow2"),
+            disk_base: Some(PathBuf::from("/var/lib/skiff/templates/t.qcow2")),
             seed: Some(PathBuf::from("/var/lib/skiff/vms/x/seed.img")),
             nics: vec![NicSpec {
                 mac: "52:54:00:00:00:01".into(),
@@ -135,6 +145,11 @@ mod tests {
         assert!(x.contains("<vcpu>2</vcpu>"));
         assert!(x.contains("<source file='/var/lib/skiff/vms/a b/disk.qcow2'/>"));
         assert!(x.contains("<target dev='vdb' bus='virtio'/>\n      <readonly/>"));
+        assert!(x.contains(
+            "<source file='/var/lib/skiff/templates/t.qcow2'/>\n        <backingStore/>"
+        ));
+        assert!(x.contains("<format type='qcow2'/>"));
+        assert!(x.contains("<driver name='qemu' type='raw'/>\n      <source file='/var/lib/skiff/vms/x/seed.img'/>\n      <backingStore/>"));
         assert!(x.contains("<source bridge='br-pub'/>"));
         assert!(x.contains("<target dev='sk-1'/>"));
         assert!(x.contains("<log file='/var/lib/skiff/vms/x/console.log' append='on'/>"));
@@ -147,7 +162,11 @@ mod tests {
         s.accel = Accel::Kvm;
         s.name = "a'<b>&".into();
         s.seed = None;
+        s.disk_base = None;
         let x = domain_xml(&s);
+        assert!(
+            x.contains("<source file='/var/lib/skiff/vms/a b/disk.qcow2'/>\n      <backingStore/>")
+        );
         assert!(x.starts_with("<domain type='kvm'>"));
         assert!(x.contains("<cpu mode='host-passthrough'/>"));
         assert!(x.contains("<name>a&apos;&lt;b&gt;&amp;</name>"));

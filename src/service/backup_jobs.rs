@@ -508,9 +508,12 @@ impl BackupHost {
             }
             ctx.save(60, state.clone())?;
             remove_if_present(&staged)?;
-            disk::convert_to_qcow2(&raw, &staged).map_err(|e| e.to_string())?;
+            // Raw, stated: the guest wrote every byte of it, a qcow2 header included.
+            disk::convert_to_qcow2(&raw, disk::Format::Raw, &staged).map_err(|e| e.to_string())?;
             let want = vm.storage_gib as u64;
-            if disk::virtual_size(&staged).map_err(|e| e.to_string())? < want << 30 {
+            if disk::virtual_size(&staged, disk::Format::Qcow2).map_err(|e| e.to_string())?
+                < want << 30
+            {
                 disk::grow(&staged, want).map_err(|e| e.to_string())?;
             }
             std::fs::rename(&staged, dir.join("disk.qcow2"))
@@ -519,6 +522,8 @@ impl BackupHost {
         remove_if_present(&raw)?;
         remove_if_present(&staged)?;
         result?;
+        // The restored disk stands alone (no base under it): the domain must say so.
+        self.vmh()?.define(&vm)?;
         // The new disk has no bitmaps: the next backup reads it whole.
         for c in hv.checkpoints(&name).map_err(|e| e.to_string())? {
             let _ = hv.delete_checkpoint(&name, &c);

@@ -14,6 +14,8 @@ pub struct HostOverview {
     pub compute_down: Option<String>,
     /// Why security groups are not enforced, when they are not.
     pub firewall_down: Option<String>,
+    /// The operator turned the firewall off on purpose (guests run unfiltered).
+    pub firewall_disabled: bool,
     pub vms_by_status: Vec<(&'static str, usize)>,
     pub vms_total: usize,
     pub vcpus_allocated: i64,
@@ -73,6 +75,7 @@ impl Services {
             accel: self.accel(),
             compute_down: self.inner.compute_down.clone(),
             firewall_down: self.inner.firewall_down.clone(),
+            firewall_disabled: self.inner.firewall_disabled,
             vms_by_status: counts.iter().map(|(s, n)| (s.as_str(), *n)).collect(),
             vms_total: total,
             vcpus_allocated: vcpus,

@@ -141,6 +141,11 @@ struct Inner {
     /// (then `firewall_down` says why).
     firewall: Option<Arc<firewall::FirewallHost>>,
     firewall_down: Option<String>,
+    /// `[network.firewall] enabled = false`: the operator runs guests unfiltered on
+    /// purpose (single tenant). Otherwise a missing data plane keeps guests off.
+    firewall_disabled: bool,
+    /// How QEMU reaches its files; `None` when compute is off.
+    qemu_access: Option<crate::compute::access::QemuAccess>,
     /// `None` when compute is off or the repository could not be opened.
     backup_host: Option<Arc<backup_jobs::BackupHost>>,
     data_dir: std::path::PathBuf,
@@ -169,9 +174,12 @@ impl Services {
                 resumable,
             }));
         }
-        let (hypervisor, compute_down) = match hypervisor {
-            Ok(h) => (Some(h), None),
-            Err(why) => (None, Some(why)),
+        let (hypervisor, compute_down, qemu_access) = match hypervisor {
+            Ok(h) => match open_data_dir_to_qemu(cfg) {
+                Ok(a) => (Some(h), None, Some(a)),
+                Err(e) => (None, Some(e.to_string()), None),
+            },
+            Err(why) => (None, Some(why), None),
         };
         let mut backup_host = None;
         let mut vm_host = None;
@@ -191,13 +199,13 @@ impl Services {
                         None,
                     ),
                     Err(e) => {
-                        tracing::error!(error = %e, "security groups and anti-spoofing are NOT enforced");
+                        tracing::error!(error = %e, "security groups and anti-spoofing cannot be enforced: no VM will start until this is fixed");
                         (None, Some(e.to_string()))
                     }
                 }
             }
         };
-        if let Some(hv) = &hypervisor {
+        if let (Some(hv), Some(access)) = (&hypervisor, qemu_access) {
             let host = Arc::new(vm_jobs::VmHost {
                 vms: store.table()?,
                 leases: store.table()?,
@@ -208,6 +216,8 @@ impl Services {
                 imported: store.table()?,
                 nameservers: cfg.network.public.nameservers.clone(),
                 firewall: firewall.clone(),
+                firewall_disabled: !cfg.network.firewall.enabled,
+                access,
             });
             for kind in vm_jobs::KINDS {
                 handlers.push(Arc::new(vm_jobs::VmJob {
@@ -259,6 +269,8 @@ impl Services {
                 groups: store.table()?,
                 firewall,
                 firewall_down,
+                firewall_disabled: !cfg.network.firewall.enabled,
+                qemu_access,
                 backup_host,
                 data_dir: cfg.data_dir.clone(),
                 store,
@@ -280,4 +292,42 @@ impl Services {
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
+}
+
+/// Lets QEMU reach the guests' files and nothing else of the data directory (see
+/// `compute::access`): the directories on the way are enter-only for its group, the
+/// template bases readable by it; the store and backups stay 0700.
+fn open_data_dir_to_qemu(
+    cfg: &Config,
+) -> Result<crate::compute::access::QemuAccess, crate::compute::ComputeError> {
+    use crate::compute::access::{private_dir, QemuAccess};
+    let access = QemuAccess::resolve(&cfg.compute.qemu_group)?;
+    access.traverse(&cfg.data_dir)?;
+    for d in ["db", "diag"] {
+        let p = cfg.data_dir.join(d);
+        if p.exists() {
+            private_dir(&p)?;
+        }
+    }
+    private_dir(&cfg.backup_dir())?;
+    for (dir, base_images) in [("vms", false), ("templates", true)] {
+        let dir = cfg.data_dir.join(dir);
+        private_dir(&dir)?;
+        access.traverse(&dir)?;
+        let entries = std::fs::read_dir(&dir).map_err(|e| crate::compute::ComputeError::Host {
+            what: format!("listing {}", dir.display()),
+            reason: e.to_string(),
+        })?;
+        for e in entries.flatten() {
+            let p = e.path();
+            match (base_images, p.is_dir()) {
+                (false, true) => access.traverse(&p)?,
+                (true, false) if p.extension().is_some_and(|x| x == "qcow2") => {
+                    access.shared_read(&p)?
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(access)
 }

@@ -60,7 +60,7 @@ impl Services {
         Ok(self.all_templates()?.into_iter().find(|t| t.id == *id))
     }
 
-    /// Converts `file` (any format qemu-img reads) into a qcow2 base image and lists it
+    /// Converts `file` (raw, or a qcow2 with no backing or data file) into a qcow2 base image and lists it
     /// in the catalog. The minimum disk is the image's virtual size, rounded up.
     pub fn import_template(
         &self,
@@ -83,8 +83,15 @@ impl Services {
         if !file.is_file() {
             return Err(invalid(format!("{} is not a file", file.display())));
         }
+        let file = file
+            .canonicalize()
+            .map_err(|e| invalid(format!("{}: {e}", file.display())))?;
+        // The one image whose format is probed: the operator's own file, checked to
+        // name no other host file before it is read.
+        let format = disk::inspect_foreign(&file).map_err(|e| invalid(e.to_string()))?;
         self.store_image(
-            file,
+            &file,
+            format,
             Template {
                 id: Uuid::new_v4(),
                 name,
@@ -105,20 +112,25 @@ impl Services {
 
     /// Converts `src` into the template's base image and records the template. Its
     /// minimum disk is the image's virtual size, rounded up to whole GB.
-    fn store_image(&self, src: &Path, mut template: Template) -> Result<Template, ServiceError> {
+    fn store_image(
+        &self,
+        src: &Path,
+        format: disk::Format,
+        mut template: Template,
+    ) -> Result<Template, ServiceError> {
         let host = |e: crate::compute::ComputeError| invalid(e.to_string());
         let dir = self.inner.data_dir.join("templates");
         std::fs::create_dir_all(&dir).map_err(|e| invalid(format!("{}: {e}", dir.display())))?;
         let image = dir.join(format!("{}.qcow2", template.id));
         let tmp = dir.join(format!("{}.qcow2.tmp", template.id));
-        disk::convert_to_qcow2(src, &tmp).map_err(host)?;
-        let size = disk::virtual_size(&tmp).map_err(host)?;
+        disk::convert_to_qcow2(src, format, &tmp).map_err(host)?;
+        let size = disk::virtual_size(&tmp, disk::Format::Qcow2).map_err(host)?;
         std::fs::rename(&tmp, &image).map_err(|e| invalid(e.to_string()))?;
-        // qemu (another user) reads the base image through every VM's overlay.
-        use std::os::unix::fs::PermissionsExt;
-        for (p, mode) in [(&dir, 0o755), (&image, 0o644)] {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| invalid(e.to_string()))?;
+        // QEMU (another user) reads the base through every VM's overlay. Offline (no
+        // compute) it stays private; the next start with compute opens it to QEMU.
+        if let Some(a) = &self.inner.qemu_access {
+            a.traverse(&dir).map_err(host)?;
+            a.shared_read(&image).map_err(host)?;
         }
         template.storage = size.div_ceil(1 << 30).max(1) as i64;
         template.image = image;
@@ -165,8 +177,10 @@ impl Services {
             .vm_root
             .join(vm.id.to_string())
             .join("disk.qcow2");
+        // The VM's overlay: skiff wrote its header, the guest only what is inside.
         self.store_image(
             &disk_path,
+            disk::Format::Qcow2,
             Template {
                 id: Uuid::new_v4(),
                 name,

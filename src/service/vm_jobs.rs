@@ -28,6 +28,11 @@ pub(crate) struct VmHost {
     pub nameservers: Vec<String>,
     /// Security groups: applied between creating the tap and running the guest.
     pub firewall: Option<Arc<super::firewall::FirewallHost>>,
+    /// The operator turned the firewall off: guests start unfiltered. Otherwise no
+    /// firewall means no start.
+    pub firewall_disabled: bool,
+    /// How QEMU reaches the VM's directory.
+    pub access: crate::compute::access::QemuAccess,
 }
 
 pub(crate) const KINDS: &[&str] = &[
@@ -127,9 +132,23 @@ impl VmHost {
             .map_err(|e| e.to_string())
     }
 
-    fn spec(&self, vm: &Vm) -> DomainSpec {
+    /// The domain of `vm`, its disk chain read from the disk's own (skiff-written)
+    /// header. A base with a base of its own is refused rather than left to probing.
+    fn spec(&self, vm: &Vm) -> Result<DomainSpec, String> {
         let dir = self.dir(&vm.id);
-        DomainSpec {
+        let disk_path = dir.join("disk.qcow2");
+        let disk_base = disk::backing_file(&disk_path).map_err(|e| e.to_string())?;
+        if let Some(base) = &disk_base {
+            if let Some(deeper) = disk::backing_file(base).map_err(|e| e.to_string())? {
+                return Err(format!(
+                    "the template image {} has a backing file ({}): import it as a standalone image",
+                    base.display(),
+                    deeper.display()
+                ));
+            }
+        }
+        Ok(DomainSpec {
+            disk_base,
             name: vm.domain_name(),
             uuid: vm.id,
             vcpus: vm.vcpus.max(1) as u32,
@@ -147,7 +166,12 @@ impl VmHost {
                 .collect(),
             serial_log: self.console_log(&vm.id),
             accel: self.hv.accel(),
-        }
+        })
+    }
+
+    /// (Re)defines the domain from the record and the disk as it is now.
+    pub(super) fn define(&self, vm: &Vm) -> Result<(), String> {
+        self.hv.define(&self.spec(vm)?).map_err(|e| e.to_string())
     }
 
     fn guest_config(&self, vm: &Vm) -> GuestConfig {
@@ -184,8 +208,9 @@ impl VmHost {
         let id = &vm.id;
         let dir = self.dir(id);
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        // qemu runs as its own user and must reach the files.
-        set_mode(&dir, 0o755)?;
+        // QEMU runs as its own user: it may enter the directory, not list it; libvirt
+        // hands it the disk and the seed while the guest runs.
+        self.access.traverse(&dir).map_err(|e| e.to_string())?;
         let disk_path = dir.join("disk.qcow2");
         if !disk_path.exists() {
             let image = match self.templates.iter().find(|t| t.id == vm.template_id) {
@@ -205,7 +230,7 @@ impl VmHost {
             std::fs::rename(&tmp, &disk_path).map_err(|e| e.to_string())?;
         }
         write_seed(&dir.join("seed.img"), &self.guest_config(vm)).map_err(|e| e.to_string())?;
-        self.hv.define(&self.spec(vm)).map_err(|e| e.to_string())
+        self.define(vm)
     }
 
     /// Applies the record's size (after a resize) to the stopped domain and its disk.
@@ -213,10 +238,12 @@ impl VmHost {
         let vm = self.load(id)?;
         let disk_path = self.dir(id).join("disk.qcow2");
         let want = vm.storage_gib as u64;
-        if disk::virtual_size(&disk_path).map_err(|e| e.to_string())? < want << 30 {
+        if disk::virtual_size(&disk_path, disk::Format::Qcow2).map_err(|e| e.to_string())?
+            < want << 30
+        {
             disk::grow(&disk_path, want).map_err(|e| e.to_string())?;
         }
-        self.hv.define(&self.spec(&vm)).map_err(|e| e.to_string())?;
+        self.define(&vm)?;
         self.set_status(id, VmStatus::Passive)
     }
 
@@ -277,7 +304,13 @@ impl VmHost {
     fn start_filtered(&self, vm: &Vm) -> Result<(), String> {
         let name = vm.domain_name();
         let Some(fw) = &self.firewall else {
-            return self.hv.start(&name).map_err(|e| e.to_string());
+            if self.firewall_disabled {
+                return self.hv.start(&name).map_err(|e| e.to_string());
+            }
+            return Err(
+                "security groups and anti-spoofing cannot be enforced on this host (the firewall did not load): the VM stays off"
+                    .into(),
+            );
         };
         self.hv.start_paused(&name).map_err(|e| e.to_string())?;
         let failed: Vec<String> = match fw.sync() {
@@ -407,12 +440,6 @@ fn read_from(log: &Path, offset: u64) -> Option<String> {
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).ok()?;
     Some(String::from_utf8_lossy(&buf).into_owned())
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("chmod {}: {e}", path.display()))
 }
 
 /// A hostname from a display name: `[a-z0-9-]`, 1–63 characters.

@@ -96,6 +96,22 @@ impl Services {
         })
     }
 
+    /// What starting a guest needs: the hypervisor and, unless the operator turned it
+    /// off, the firewall (fail closed: no guest runs unfiltered by accident).
+    pub(crate) fn can_boot(&self) -> Result<(), ServiceError> {
+        self.hypervisor()?;
+        if self.inner.firewall.is_none() && !self.inner.firewall_disabled {
+            return Err(ServiceError::Unavailable(format!(
+                "security groups and anti-spoofing cannot be enforced on this host ({}): no VM may start until the operator fixes it (see skiff doctor)",
+                self.inner
+                    .firewall_down
+                    .as_deref()
+                    .unwrap_or("the firewall did not load")
+            )));
+        }
+        Ok(())
+    }
+
     /// The hypervisor's acceleration, for the dashboard and logs.
     pub fn accel(&self) -> Option<&'static str> {
         self.inner.hypervisor.as_ref().map(|h| h.accel().as_str())
@@ -303,7 +319,7 @@ impl Services {
         if ssh_keys.is_empty() && password_hash.is_none() {
             return Err(invalid("give ssh_keys, a password, or both"));
         }
-        self.hypervisor()?;
+        self.can_boot()?;
         if template.image.is_none() {
             return Err(ServiceError::Unavailable(format!(
                 "template {} has no image on this host",
@@ -450,7 +466,10 @@ impl Services {
         action: PowerAction,
     ) -> Result<Vm, ServiceError> {
         let vm = self.vm_in_scope(who, header, id, "vm.power")?;
-        self.hypervisor()?;
+        match action {
+            PowerAction::Stop => self.hypervisor().map(|_| ())?,
+            _ => self.can_boot()?,
+        }
         let (allowed, kind): (&[VmStatus], &str) = match action {
             PowerAction::Start => (&[VmStatus::Passive, VmStatus::Failure], "vm.start"),
             PowerAction::Stop => (&[VmStatus::Active, VmStatus::Failure], "vm.stop"),
@@ -665,7 +684,7 @@ impl Services {
         ssh_keys: Option<Vec<String>>,
     ) -> Result<Vm, ServiceError> {
         let vm = self.vm_in_scope(who, header, id, "vm.manage")?;
-        self.hypervisor()?;
+        self.can_boot()?;
         if !matches!(
             vm.status,
             VmStatus::Active | VmStatus::Passive | VmStatus::Failure
