@@ -194,6 +194,7 @@ pub async fn serve(cfg: Config, on_first_start: impl FnOnce(&InitReport)) -> Res
     let state = web::Data::new(AppState::new(
         services.clone(),
         RateLimiter::new(cfg.rate_limit.clone()),
+        Some(cfg.metrics_token.clone()),
     ));
     let ui = web::Data::new(dashboard::WebState::new(services.clone()));
     let max_body = cfg.max_body_bytes;

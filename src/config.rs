@@ -56,6 +56,23 @@ pub struct Config {
     pub compute: ComputeConfig,
     pub network: NetworkConfig,
     pub backup: BackupConfig,
+    pub quotas: QuotaConfig,
+    /// Bearer token for `/metrics` from anywhere; empty: only loopback may scrape.
+    pub metrics_token: String,
+}
+
+/// Per-account bounds on what one tenant may hold of the shared host.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaConfig {
+    /// Images saved from VMs (`save-image`), per account.
+    pub saved_images: usize,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        QuotaConfig { saved_images: 10 }
+    }
 }
 
 /// HTTPS for the dashboard and the API. The package generates a self-signed
@@ -264,6 +281,8 @@ impl Default for Config {
             compute: ComputeConfig::default(),
             network: NetworkConfig::default(),
             backup: BackupConfig::default(),
+            quotas: QuotaConfig::default(),
+            metrics_token: String::new(),
         }
     }
 }

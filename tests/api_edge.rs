@@ -239,3 +239,33 @@ fn request_ids_and_metrics() {
     assert!(t.contains("skiff_http_request_duration_seconds_bucket{method=\"GET\",route=\"/health\",le=\"+Inf\"} 3"));
     assert!(t.contains("skiff_jobs{status=\"queued\"} 0"));
 }
+
+/// Unauthenticated requests cannot grow the metrics without bound (any token is an
+/// HTTP method), and `/metrics` needs the configured token when one is set.
+#[test]
+fn metrics_labels_are_bounded_and_scraping_is_guarded() {
+    let s = Server::start(RELAXED);
+    for i in 0..40 {
+        let _ = s.call(&format!("BREW{i}"), "/health").send();
+        let _ = s.call("GET", &format!("/no/such/path/{i}")).send();
+    }
+    let m = s.call("GET", "/metrics").send();
+    assert_eq!(m.status, 200);
+    assert!(!m.text.contains("BREW"), "{}", m.text);
+    assert!(m.text.contains("method=\"other\""), "{}", m.text);
+    assert!(!m.text.contains("/no/such/path"), "{}", m.text);
+
+    let t = Server::start(&format!("metrics_token = \"scrape-7f3a\"\n{RELAXED}"));
+    assert_eq!(t.call("GET", "/metrics").send().status, 403);
+    let wrong = t
+        .call("GET", "/metrics")
+        .header("Authorization", "Bearer scrape-0000")
+        .send();
+    assert_eq!(wrong.status, 403);
+    let ok = t
+        .call("GET", "/metrics")
+        .header("Authorization", "Bearer scrape-7f3a")
+        .send();
+    assert_eq!(ok.status, 200);
+    assert!(ok.text.contains("skiff_http_requests_total"));
+}

@@ -21,9 +21,16 @@ fn hash_line(console: &str) -> String {
 fn vm_lifecycle_against_a_real_guest() {
     let Some(h) = host() else { return };
     enter_netns(&h.netns);
-    let s = Server::start(&config(&h, "10.231.0.0/25", "10.231.0.1", "sva"));
+    let mut s = Server::start(&format!(
+        "{}\n[quotas]\nsaved_images = 1\n",
+        config(&h, "10.231.0.0/25", "10.231.0.1", "sva")
+    ));
     let _guard = DomainGuard(s.data());
     let p = s.admin.project_id.clone();
+    // A second tenant, a stranger to the first.
+    s.kill();
+    let other = s.create_account("tenant-b");
+    s.spawn();
 
     // Bad input first: nothing may reach the host.
     let post = |b: Value| s.admin_call("POST", "/api/v1/vms").project(&p).json(b);
@@ -184,21 +191,50 @@ fn vm_lifecycle_against_a_real_guest() {
     let r = save(json!({"name": "web-golden", "description": "after resize"}));
     assert_eq!(r.status, 201, "{}", r.text);
     let image_id = r.body["data"]["id"].as_str().unwrap().to_string();
+    // Private to the project: not in the public catalog, listed for its owner only.
     let cat = s.call("GET", "/api/v1/public/templates").send();
-    let t = cat.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == image_id.as_str())
-        .cloned()
-        .expect("saved image in the catalog");
-    assert_eq!(t["storage"], 30);
-
-    // Reinstall keeps the address and boots a fresh disk.
+    assert!(
+        !cat.text.contains(&image_id),
+        "a saved image is not public: {}",
+        cat.text
+    );
+    let mine = s.admin_call("GET", "/api/skiff/v1/images").send();
+    assert_eq!(
+        mine.body["data"][0]["id"],
+        image_id.as_str(),
+        "{}",
+        mine.text
+    );
+    assert_eq!(mine.body["data"][0]["name"], "web-golden");
+    // The account's quota is one saved image.
+    let q = save(json!({"name": "second"})).error(403);
+    assert!(q.contains("saved_images = 1"), "{q}");
+    // The other tenant can neither list, boot nor delete it.
+    let b = |m: &str, path: &str| {
+        s.call(m, path)
+            .key(&other.api_key)
+            .project(&other.project_id)
+    };
+    let r = b("GET", "/api/skiff/v1/images").send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["data"], json!([]));
+    let msg = b("POST", "/api/v1/vms")
+        .json(
+            json!({"name": "thief", "template_id": image_id, "pricing_id": 1,
+            "region": "us-east", "ssh_keys": [ED25519]}),
+        )
+        .error(400);
+    assert!(msg.contains("template_id"), "{msg}");
+    b("DELETE", &format!("/api/skiff/v1/images/{image_id}"))
+        .send()
+        .error(404);
+    assert_eq!(b("GET", "/api/v1/vms").send().body["total"], 0);
+    // Its owner boots it: reinstall from the saved image keeps the address and boots
+    // a fresh disk; while the VM's disk is built on it, it cannot be deleted.
     let r = s
         .admin_call("POST", &format!("/api/v1/vms/{id}/reinstall"))
         .project(&p)
-        .json(json!({"template_id": TEMPLATE_ID, "auto_generate_password": true}));
+        .json(json!({"template_id": image_id, "auto_generate_password": true}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.body["message"]
         .as_str()
@@ -206,9 +242,34 @@ fn vm_lifecycle_against_a_real_guest() {
         .contains("new root password"));
     let vm = wait_status(&s, &id, "active", Duration::from_secs(240));
     assert_eq!(vm["public_ipv4_address"], ip.as_str());
+    let busy = s
+        .admin_call("DELETE", &format!("/api/skiff/v1/images/{image_id}"))
+        .project(&p)
+        .send()
+        .error(409);
+    assert!(busy.contains("base of VM disks"), "{busy}");
     let r = act("factory-reset");
     assert_eq!(r.status, 200, "{}", r.text);
     wait_status(&s, &id, "active", Duration::from_secs(240));
+    let r = s
+        .admin_call("POST", &format!("/api/v1/vms/{id}/reinstall"))
+        .project(&p)
+        .json(json!({"template_id": TEMPLATE_ID, "auto_generate_password": true}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_status(&s, &id, "active", Duration::from_secs(240));
+
+    // No VM is built on the saved image any more: its owner deletes it, file and all.
+    let del = |who: &str| {
+        s.admin_call("DELETE", &format!("/api/skiff/v1/images/{image_id}"))
+            .project(who)
+            .send()
+    };
+    assert_eq!(del(&p).status, 200);
+    del(&p).error(404);
+    let r = s.admin_call("GET", "/api/skiff/v1/images").send();
+    assert_eq!(r.body["data"], json!([]));
+    let base = s.data().join("templates").join(format!("{image_id}.qcow2"));
+    assert!(!base.exists(), "{} stays", base.display());
 
     // Tags and notes.
     let tag = |m: &str, path: &str, b: Option<Value>| {

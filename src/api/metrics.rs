@@ -26,6 +26,12 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn observe(&self, method: &str, route: &str, status: u16, took: Duration) {
+        // Any token is a valid HTTP method: unknown ones share one label, so requests
+        // nobody authenticated cannot grow the series without bound.
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "other",
+        };
         {
             let mut r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
             *r.entry((method.to_string(), route.to_string(), status))

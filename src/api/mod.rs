@@ -7,6 +7,7 @@ mod backups;
 mod catalog;
 pub mod error;
 mod extract;
+mod images;
 mod jobs;
 pub mod metrics;
 mod middleware;
@@ -37,15 +38,18 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The served OpenAPI document, rendered once at start.
     pub openapi: String,
+    /// Bearer token `/metrics` requires; `None`: loopback scrapers only.
+    pub metrics_token: Option<String>,
 }
 
 impl AppState {
-    pub fn new(services: Services, limiter: RateLimiter) -> Self {
+    pub fn new(services: Services, limiter: RateLimiter, metrics_token: Option<String>) -> Self {
         AppState {
             services,
             limiter,
             metrics: Metrics::default(),
             openapi: openapi_json(),
+            metrics_token: metrics_token.filter(|t| !t.is_empty()),
         }
     }
 }
@@ -123,7 +127,7 @@ impl utoipa::Modify for BodyResponses {
         vms::reboot_hard, vms::rename, vms::networks, vms::console, vms::resize,
         vms::resize_disk, vms::reset_password, vms::reinstall, vms::factory_reset, vms::delete_bulk,
         vms::add_tag, vms::update_tag, vms::remove_tag, vms::notes, vms::put_note, vms::patch_note,
-        vms::append_note, vms::save_image,
+        vms::append_note, vms::save_image, images::list, images::delete,
         backups::list, backups::create, backups::get, backups::delete, backups::delete_chain,
         backups::restore, backups::reset_chain, backups::verify,
         backups::list_schedules, backups::create_schedule, backups::get_schedule,
@@ -319,7 +323,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             .service(res("/jobs/diag", "POST").route(web::post().to(jobs::create_diag)))
             .service(res("/jobs/{id}", "GET").route(web::get().to(jobs::get)))
             .service(res("/vms/{id}/console", "GET").route(web::get().to(vms::console)))
-            .service(res("/backups/verify", "POST").route(web::post().to(backups::verify))),
+            .service(res("/backups/verify", "POST").route(web::post().to(backups::verify)))
+            .service(res("/images", "GET").route(web::get().to(images::list)))
+            .service(res("/images/{id}", "DELETE").route(web::delete().to(images::delete))),
     )
     .default_service(web::to(error::not_found));
 }

@@ -27,7 +27,30 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// Request counts by route reveal what a host runs: loopback scrapers, or anyone with
+/// the configured bearer token.
+fn may_scrape(req: &actix_web::HttpRequest, token: Option<&str>) -> bool {
+    match token {
+        Some(t) => req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            // Digests compared, so the time taken says nothing about the token.
+            .is_some_and(|given| {
+                use sha2::{Digest, Sha256};
+                Sha256::digest(given.as_bytes()) == Sha256::digest(t.as_bytes())
+            }),
+        None => req.peer_addr().is_some_and(|a| a.ip().is_loopback()),
+    }
+}
+
+pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if !may_scrape(&req, state.metrics_token.as_deref()) {
+        return HttpResponse::Forbidden()
+            .content_type("text/plain; charset=utf-8")
+            .body("metrics are for loopback or the configured metrics_token\n");
+    }
     let jobs: Vec<(&str, usize)> = state
         .services
         .jobs()

@@ -725,6 +725,7 @@ pub struct VMImage {
 }
 
 single!(VMImageResponse, VMImage);
+listed!(VMImageList, VMImage);
 
 // ---------------------------------------------------------------- backups
 

@@ -874,16 +874,7 @@ pub async fn save_image(
     Ok(
         HttpResponse::build(StatusCode::CREATED).json(VMImageResponse {
             success: true,
-            data: VMImage {
-                id: t.id,
-                name: t.name,
-                version: t.version,
-                description: t.description,
-                os_type: t.os_type,
-                is_windows: t.is_windows,
-                region: t.region,
-                created_at: t.created_at,
-            },
+            data: super::images::dto(t),
         }),
     )
 }

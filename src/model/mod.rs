@@ -17,7 +17,7 @@ pub use job::{Job, JobStatus};
 pub use project::Project;
 pub use security_group::{Family, SecurityGroup, SgDirection, SgProtocol, SgRemote, SgRule};
 pub use ssh_key::SshKey;
-pub use template::Template;
+pub use template::{ImageOwner, Template};
 pub use vm::{IpLease, Nic, Vm, VmNote, VmStatus, VmTag};
 
 /// Timestamps are UTC, serialised as RFC 3339.

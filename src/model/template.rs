@@ -4,8 +4,8 @@ use uuid::Uuid;
 use super::{uuid_key, Timestamp};
 use crate::store::Record;
 
-/// A bootable image the operator imported (`skiff template import`). Templates from
-/// the configuration file are listed beside these.
+/// A bootable image the operator imported (`skiff template import`) or a tenant saved
+/// from a VM. Templates from the configuration file are listed beside the operator's.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Template {
     pub id: Uuid,
@@ -23,6 +23,17 @@ pub struct Template {
     /// The qcow2 base image under `<data_dir>/templates/`.
     pub image: std::path::PathBuf,
     pub created_at: Timestamp,
+    /// A tenant's saved image: only its project lists and boots it. `None`: the
+    /// operator's (`skiff template import`), in the public catalog.
+    #[serde(default)]
+    pub owner: Option<ImageOwner>,
+}
+
+/// Whose saved image a template is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageOwner {
+    pub account_id: Uuid,
+    pub project_id: Uuid,
 }
 
 impl Record for Template {

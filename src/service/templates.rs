@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{check_name, invalid, ServiceError, Services};
 use crate::compute::disk;
 use crate::config::TemplateConfig;
-use crate::model::{now, Template};
+use crate::model::{now, ImageOwner, Template};
 
 /// A save-image request.
 pub struct SaveImage {
@@ -47,17 +47,120 @@ fn as_config(t: Template) -> TemplateConfig {
 }
 
 impl Services {
-    /// Every template: configured ones first, then imported ones by age.
+    /// The public catalog: configured templates first, then the operator's imported
+    /// ones by age. Tenants' saved images are not in it.
     pub fn all_templates(&self) -> Result<Vec<TemplateConfig>, ServiceError> {
+        self.templates_with(|_| false)
+    }
+
+    /// The catalog plus the images saved in `project`: what a VM there may boot.
+    pub fn templates_for_project(
+        &self,
+        project: &Uuid,
+    ) -> Result<Vec<TemplateConfig>, ServiceError> {
+        self.templates_with(|o| o.project_id == *project)
+    }
+
+    fn templates_with(
+        &self,
+        own: impl Fn(&ImageOwner) -> bool,
+    ) -> Result<Vec<TemplateConfig>, ServiceError> {
         let mut list = self.inner.catalog.templates.clone();
-        let mut imported = self.inner.templates.all()?;
+        let mut imported: Vec<Template> = self
+            .inner
+            .templates
+            .all()?
+            .into_iter()
+            .filter(|t| t.owner.as_ref().is_none_or(&own))
+            .collect();
         imported.sort_by_key(|t| (t.created_at, t.id));
         list.extend(imported.into_iter().map(as_config));
         Ok(list)
     }
 
-    pub(crate) fn find_template(&self, id: &Uuid) -> Result<Option<TemplateConfig>, ServiceError> {
-        Ok(self.all_templates()?.into_iter().find(|t| t.id == *id))
+    /// A template a VM in `project` may boot: the catalog's, or one saved there.
+    /// Another tenant's image is as unknown as one that does not exist.
+    pub(crate) fn find_template(
+        &self,
+        id: &Uuid,
+        project: &Uuid,
+    ) -> Result<Option<TemplateConfig>, ServiceError> {
+        Ok(self
+            .templates_for_project(project)?
+            .into_iter()
+            .find(|t| t.id == *id))
+    }
+
+    /// The images saved in the projects the caller can see (all of them, or the one
+    /// `header` names).
+    pub fn list_saved_images(
+        &self,
+        who: &super::Principal,
+        header: Option<&str>,
+    ) -> Result<Vec<Template>, ServiceError> {
+        let only = match header {
+            Some(_) => Some(self.project_scope(who, header, "vm.view")?.id),
+            None => None,
+        };
+        let mut list: Vec<Template> = self
+            .inner
+            .templates
+            .all()?
+            .into_iter()
+            .filter(|t| {
+                t.owner.is_some_and(|o| {
+                    o.account_id == who.account_id
+                        && who.can_see_project(&o.project_id)
+                        && only.is_none_or(|p| p == o.project_id)
+                })
+            })
+            .collect();
+        list.sort_by_key(|t| (t.created_at, t.id));
+        Ok(list)
+    }
+
+    /// Deletes a saved image of the caller's project. Refused while a VM's disk is
+    /// built on it (the image is that disk's base).
+    pub fn delete_saved_image(
+        &self,
+        who: &super::Principal,
+        header: Option<&str>,
+        id: &Uuid,
+    ) -> Result<(), ServiceError> {
+        let project = self.project_scope(who, header, "vm.manage")?;
+        let not_found = ServiceError::NotFound { kind: "Image" };
+        let t = self
+            .inner
+            .templates
+            .get(&crate::model::uuid_key(id))?
+            .ok_or(ServiceError::NotFound { kind: "Image" })?;
+        match t.owner {
+            Some(o) if o.account_id == who.account_id && o.project_id == project.id => {}
+            _ => return Err(not_found),
+        }
+        let users: Vec<String> = self
+            .inner
+            .vms
+            .all()?
+            .into_iter()
+            .filter(|v| v.template_id == *id)
+            .map(|v| v.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(ServiceError::Conflict(format!(
+                "the image is the base of VM disks ({}): reinstall or delete those VMs first",
+                users.join(", ")
+            )));
+        }
+        self.inner.templates.delete(&crate::model::uuid_key(id))?;
+        match std::fs::remove_file(&t.image) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => {
+                tracing::warn!(image = %t.image.display(), error = %e, "deleted image's file stays");
+                Ok(())
+            }
+        }
     }
 
     /// Converts `file` (raw, or a qcow2 with no backing or data file) into a qcow2 base image and lists it
@@ -106,6 +209,7 @@ impl Services {
                 storage: 0,
                 image: Default::default(),
                 created_at: now(),
+                owner: None,
             },
         )
     }
@@ -171,7 +275,20 @@ impl Services {
                 vm.status.as_str()
             )));
         }
-        let base = self.find_template(&vm.template_id)?;
+        let quota = self.inner.quotas.saved_images;
+        let held = self
+            .inner
+            .templates
+            .all()?
+            .iter()
+            .filter(|t| t.owner.is_some_and(|o| o.account_id == vm.account_id))
+            .count();
+        if held >= quota {
+            return Err(ServiceError::Forbidden(format!(
+                "quota exceeded: saved_images = {quota} per account (delete an image first)"
+            )));
+        }
+        let base = self.find_template(&vm.template_id, &vm.project_id)?;
         let disk_path = self
             .inner
             .vm_root
@@ -198,6 +315,10 @@ impl Services {
                 storage: 0,
                 image: Default::default(),
                 created_at: now(),
+                owner: Some(ImageOwner {
+                    account_id: vm.account_id,
+                    project_id: vm.project_id,
+                }),
             },
         )
     }

@@ -239,7 +239,7 @@ impl Services {
             return Err(invalid(format!("unknown region {:?}", new.region)));
         }
         let template = self
-            .find_template(&new.template_id)?
+            .find_template(&new.template_id, &project.id)?
             .filter(|t| t.region == new.region)
             .ok_or_else(|| {
                 invalid(format!(
@@ -692,7 +692,7 @@ impl Services {
             return Err(invalid(format!("the VM is busy ({})", vm.status.as_str())));
         }
         let template = self
-            .find_template(&template_id.unwrap_or(vm.template_id))?
+            .find_template(&template_id.unwrap_or(vm.template_id), &vm.project_id)?
             .filter(|t| t.region == vm.region)
             .ok_or_else(|| invalid("unknown template_id in the VM's region"))?;
         if template.image.is_none() {

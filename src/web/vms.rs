@@ -183,10 +183,11 @@ async fn new_page(
     v: NewValues,
     errors: Vec<(&'static str, String)>,
 ) -> Result<HttpResponse, WebError> {
+    let project = ctx.project.id;
     let (templates, plans, regions, keys) = ctx
-        .call(|s, who, _| {
+        .call(move |s, who, _| {
             Ok((
-                s.templates(None, None, None)?,
+                s.templates_for_project(&project)?,
                 s.vm_plans(None, None)?,
                 s.regions(),
                 s.list_ssh_keys(who)?,
@@ -466,7 +467,7 @@ pub async fn detail(ctx: Ctx, id: web::Path<String>) -> Result<HttpResponse, Web
             let notes = s.vm_notes(who, &id).ok();
             let console = s.vm_console(who, &id, 16 * 1024).unwrap_or_default();
             let plans = s.vm_plans(None, Some(&vm.region)).unwrap_or_default();
-            let templates = s.templates(None, None, None).unwrap_or_default();
+            let templates = s.templates_for_project(&vm.project_id).unwrap_or_default();
             Ok((vm, jobs, groups, backups, notes, console, plans, templates))
         })
         .await?;
