@@ -27,9 +27,19 @@ cargo fmt --all -- --check
 say "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
+run_tests() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run --locked --no-fail-fast --failure-output final "$@"
+    else
+        cargo test --locked --no-fail-fast "$@"
+    fi
+}
+
 say "tests"
-if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --locked --no-fail-fast --failure-output final
-else
-    cargo test --locked --no-fail-fast
-fi
+status=0
+run_tests || status=$?
+# The data plane attaches through TCX on this kernel; the same netns tests again with
+# classic TC (clsact + direct-action filters), as on kernels without TCX.
+say "firewall netns tests with classic TC"
+SKIFF_TEST_FW_ATTACH=tc run_tests --test firewall_netns || status=$?
+exit "$status"

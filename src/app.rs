@@ -196,7 +196,10 @@ pub async fn serve(cfg: Config, on_first_start: impl FnOnce(&InitReport)) -> Res
         RateLimiter::new(cfg.rate_limit.clone()),
         Some(cfg.metrics_token.clone()),
     ));
-    let ui = web::Data::new(dashboard::WebState::new(services.clone()));
+    let ui = web::Data::new(dashboard::WebState::new(
+        services.clone(),
+        cfg.trusted_proxies.clone(),
+    ));
     let max_body = cfg.max_body_bytes;
     let mut server = HttpServer::new(move || {
         App::new()

@@ -59,6 +59,10 @@ pub struct Config {
     pub quotas: QuotaConfig,
     /// Bearer token for `/metrics` from anywhere; empty: only loopback may scrape.
     pub metrics_token: String,
+    /// Reverse proxies in front of skiff: for requests from these addresses the last
+    /// `X-Forwarded-For` entry is the client (dashboard sign-in throttling). Empty: the
+    /// peer address is the client, so behind a proxy all clients share one address.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Per-account bounds on what one tenant may hold of the shared host.
@@ -203,6 +207,8 @@ pub struct FirewallConfig {
     pub conntrack_udp_secs: u64,
     pub conntrack_icmp_secs: u64,
     pub conntrack_other_secs: u64,
+    /// `auto` (TCX on Linux 6.6+, classic TC before), `tcx` or `tc`.
+    pub attach: String,
 }
 
 impl Default for FirewallConfig {
@@ -215,6 +221,7 @@ impl Default for FirewallConfig {
             conntrack_udp_secs: t.udp_secs,
             conntrack_icmp_secs: t.icmp_secs,
             conntrack_other_secs: t.other_secs,
+            attach: "auto".into(),
         }
     }
 }
@@ -283,6 +290,7 @@ impl Default for Config {
             backup: BackupConfig::default(),
             quotas: QuotaConfig::default(),
             metrics_token: String::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -593,6 +601,9 @@ impl Config {
             if t.burst < t.per_second {
                 return Err(bad(&format!("{name}.burst"), "must be at least per_second"));
             }
+        }
+        if crate::network::firewall::AttachMode::parse(&self.network.firewall.attach).is_none() {
+            return Err(bad("network.firewall.attach", "must be auto, tcx or tc"));
         }
         if !["auto", "kvm", "tcg"].contains(&self.compute.accel.as_str()) {
             return Err(bad("compute.accel", "must be auto, kvm or tcg"));

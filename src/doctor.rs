@@ -154,16 +154,28 @@ pub fn run(cfg: &Config) -> Vec<Check> {
                 "mount -t bpf bpf /sys/fs/bpf (skiff tries this itself at start, as root)",
             )),
         }
+        let attach = cfg.network.firewall.attach.as_str();
         match kernel_version() {
             Some((maj, min)) if (maj, min) >= (6, 6) => out.push(ok(
                 "kernel",
-                format!("{maj}.{min}: TCX links for security groups"),
+                format!(
+                    "{maj}.{min}: security groups attach through {}",
+                    if attach == "tc" {
+                        "classic TC (as configured)"
+                    } else {
+                        "TCX"
+                    }
+                ),
             )),
-            Some((maj, min)) => out.push(bad(
+            Some((maj, min)) if attach == "tcx" => out.push(bad(
                 "kernel",
                 Level::Fail,
-                format!("{maj}.{min}: security groups need TCX (Linux 6.6 or later)"),
-                "boot a newer kernel (Debian 12: linux-image-amd64 from bookworm-backports)",
+                format!("{maj}.{min} has no TCX, and [network.firewall] attach = \"tcx\""),
+                "set attach = \"auto\" (classic TC on this kernel) or boot Linux 6.6 or later",
+            )),
+            Some((maj, min)) => out.push(ok(
+                "kernel",
+                format!("{maj}.{min}: no TCX; security groups attach through classic TC (clsact)"),
             )),
             None => out.push(bad(
                 "kernel",

@@ -22,7 +22,18 @@ use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use skiff::network::firewall::packet::{ICMP, ICMPV6, TCP, UDP};
-use skiff::network::firewall::{link_local, Dir, Firewall, FwRule, NicPolicy, Prefix, Timeouts};
+use skiff::network::firewall::{
+    link_local, AttachMode, Dir, Firewall, FwRule, NicPolicy, Prefix, Timeouts,
+};
+
+/// How the programs attach: `SKIFF_TEST_FW_ATTACH=tc` or `tcx` (scripts/test.sh runs
+/// this file in both modes); unset, what the kernel has.
+fn attach_mode() -> AttachMode {
+    match std::env::var("SKIFF_TEST_FW_ATTACH").as_deref() {
+        Err(_) | Ok("") | Ok("auto") => AttachMode::detect(),
+        Ok(m) => AttachMode::parse(m).unwrap_or_else(|| panic!("SKIFF_TEST_FW_ATTACH={m}?")),
+    }
+}
 
 /// VM indexes in a fixture.
 const A: usize = 0;
@@ -297,11 +308,64 @@ impl Net {
         }
         net.home = Some(File::open("/proc/thread-self/ns/net").expect("open own netns"));
         enter_netns(&format!("/run/netns/{h}"));
-        let fw = Firewall::open(&net.pin, Timeouts::default()).expect("load the firewall");
+        let fw = Firewall::open_mode(&net.pin, Timeouts::default(), attach_mode())
+            .expect("load the firewall");
         net.fw = Some(fw);
         let all: Vec<NicPolicy> = (0..n).map(|i| net.policy(i, false, vec![])).collect();
         net.sync(&all);
+        net.assert_attached_as_configured();
         Some(net)
+    }
+
+    /// Classic TC: ids of the programs in skiff's filters on each tap's hooks, in
+    /// order (`tc` shows no TCX links; in TCX mode the list is empty).
+    fn attached_programs(&self) -> Vec<String> {
+        if attach_mode() != AttachMode::Tc {
+            return Vec::new();
+        }
+        let mut ids = Vec::new();
+        for vm in &self.vms {
+            for hook in ["ingress", "egress"] {
+                let o = cmd(&[
+                    "tc", "-n", &self.host, "filter", "show", "dev", &vm.tap, hook,
+                ]);
+                let text = String::from_utf8_lossy(&o.stdout).to_string();
+                let mut found: Vec<String> = text
+                    .lines()
+                    .filter(|l| l.contains("skiff_"))
+                    .filter_map(|l| l.split(" id ").nth(1))
+                    .map(|r| r.split_whitespace().next().unwrap_or("").to_string())
+                    .collect();
+                assert_eq!(found.len(), 1, "{} {hook}: {text}", vm.tap);
+                ids.append(&mut found);
+            }
+        }
+        ids
+    }
+
+    /// In classic-TC mode the taps carry skiff's direct-action filters on both hooks;
+    /// in TCX mode they carry none (the programs sit in pinned TCX links).
+    fn assert_attached_as_configured(&self) {
+        for vm in &self.vms {
+            for hook in ["ingress", "egress"] {
+                let o = cmd(&[
+                    "tc", "-n", &self.host, "filter", "show", "dev", &vm.tap, hook,
+                ]);
+                let text = String::from_utf8_lossy(&o.stdout).to_string();
+                match attach_mode() {
+                    AttachMode::Tc => assert!(
+                        text.contains("skiff_") && text.contains("direct-action"),
+                        "{} {hook}: no classic filter: {text}",
+                        vm.tap
+                    ),
+                    AttachMode::Tcx => assert!(
+                        !text.contains("skiff_"),
+                        "{} {hook}: a classic filter in TCX mode: {text}",
+                        vm.tap
+                    ),
+                }
+            }
+        }
     }
 
     fn no_dad(&self, ns: &str) {
@@ -325,8 +389,10 @@ impl Net {
     /// Loads the firewall again from the same pin directory, as a restarted skiff does.
     fn start_firewall(&mut self) {
         assert!(self.fw.is_none(), "stop the firewall first");
-        self.fw =
-            Some(Firewall::open(&self.pin, Timeouts::default()).expect("reload the firewall"));
+        self.fw = Some(
+            Firewall::open_mode(&self.pin, Timeouts::default(), attach_mode())
+                .expect("reload the firewall"),
+        );
     }
 
     fn fw(&self) -> &Firewall {
@@ -1114,8 +1180,22 @@ fn enforcement_and_connections_survive_a_restart() {
         "with skiff stopped, the rule must still admit new connections"
     );
 
+    let before = net.attached_programs();
     net.start_firewall();
     net.sync(&policies);
+    let after = net.attached_programs();
+    assert_eq!(
+        before.len(),
+        after.len(),
+        "one program per hook: {before:?} {after:?}"
+    );
+    for (b, a) in before.iter().zip(&after) {
+        assert_ne!(
+            b, a,
+            "the restarted firewall's own programs enforce: {before:?} {after:?}"
+        );
+    }
+    net.assert_attached_as_configured();
     assert_eq!(
         conn.ask("three"),
         "ok three",

@@ -14,6 +14,8 @@ struct Browser {
     agent: ureq::Agent,
     base: String,
     cookie: Option<String>,
+    /// Sent as `X-Forwarded-For` (a client behind a trusted proxy).
+    forwarded_for: Option<String>,
 }
 
 struct Page {
@@ -32,6 +34,7 @@ impl Browser {
                 .build(),
             base: base.to_string(),
             cookie: None,
+            forwarded_for: None,
         }
     }
 
@@ -61,6 +64,9 @@ impl Browser {
         if let Some(c) = &self.cookie {
             req = req.set("Cookie", &format!("skiff_session={c}"));
         }
+        if let Some(f) = &self.forwarded_for {
+            req = req.set("X-Forwarded-For", f);
+        }
         let r = req.call();
         self.finish(r)
     }
@@ -69,6 +75,9 @@ impl Browser {
         let mut req = self.agent.post(&format!("{}{path}", self.base));
         if let Some(c) = &self.cookie {
             req = req.set("Cookie", &format!("skiff_session={c}"));
+        }
+        if let Some(f) = &self.forwarded_for {
+            req = req.set("X-Forwarded-For", f);
         }
         let r = req.send_form(form);
         self.finish(r)
@@ -332,4 +341,80 @@ fn dashboard_responses_carry_security_headers() {
             assert!(!body.contains(" style=") && !body.contains("<style"));
         }
     }
+}
+
+/// Peak resident memory of a process (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb / 1024
+}
+
+/// 200 strangers sign in at once, each from an address of its own (behind a trusted
+/// proxy): only a few passwords are hashed at a time (argon2 takes ~19 MiB each), so
+/// memory stays bounded; the rest are told to come back. Then the real owner, from its
+/// own address, still gets in: strangers cannot lock it out. A client that is not the
+/// trusted proxy cannot pick its address with the header.
+#[test]
+fn concurrent_sign_ins_are_bounded_and_cannot_lock_the_owner_out() {
+    let s = Server::start(&format!("trusted_proxies = [\"127.0.0.1\"]\n{RELAXED}"));
+    let before = peak_rss_mib(s.pid());
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..200)
+            .map(|i| {
+                let (base, user) = (s.base.clone(), s.admin.user.clone());
+                scope.spawn(move || {
+                    let mut b = Browser::new(&base);
+                    b.forwarded_for = Some(format!("203.0.113.{}, 192.0.2.{}", i % 250, i));
+                    b.sign_in(&user, "guess-0000").status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&401),
+        "some passwords were checked: {statuses:?}"
+    );
+    let peak = peak_rss_mib(s.pid());
+    assert!(
+        peak < before + 250,
+        "resident memory grew from {before} to {peak} MiB under 200 concurrent sign-ins"
+    );
+
+    // The owner at its own address: in, whatever the strangers did.
+    let mut owner = Browser::new(&s.base);
+    owner.forwarded_for = Some("198.51.100.7".into());
+    let p = owner.sign_in(&s.admin.user, &s.admin.password);
+    assert_eq!(p.status, 303, "{}", p.body);
+
+    // An address that failed five times is throttled, whatever user it tries.
+    let mut guesser = Browser::new(&s.base);
+    guesser.forwarded_for = Some("192.0.2.250".into());
+    for _ in 0..5 {
+        assert_eq!(guesser.sign_in("nobody-here", "x").status, 401);
+    }
+    assert_eq!(
+        guesser.sign_in(&s.admin.user, &s.admin.password).status,
+        429
+    );
+
+    // Without a trusted proxy the header is ignored: the peer address counts.
+    let t = Server::start(RELAXED);
+    for i in 0..5 {
+        let mut b = Browser::new(&t.base);
+        b.forwarded_for = Some(format!("198.51.100.{i}"));
+        assert_eq!(b.sign_in("nobody-here", "x").status, 401);
+    }
+    let mut b = Browser::new(&t.base);
+    b.forwarded_for = Some("198.51.100.99".into());
+    assert_eq!(b.sign_in(&t.admin.user, &t.admin.password).status, 429);
 }

@@ -189,10 +189,19 @@ impl Services {
             (Some(_), false) => (None, Some("[network.firewall] enabled = false".to_string())),
             (Some(_), true) => {
                 let fc = &cfg.network.firewall;
-                match crate::network::firewall::Firewall::open(&fc.bpf_dir, fc.timeouts()) {
+                let mode = crate::network::firewall::AttachMode::parse(&fc.attach)
+                    .unwrap_or_else(crate::network::firewall::AttachMode::detect);
+                match crate::network::firewall::Firewall::open_mode(
+                    &fc.bpf_dir,
+                    fc.timeouts(),
+                    mode,
+                ) {
                     Ok(fw) => (
                         Some(Arc::new(firewall::FirewallHost {
-                            fw,
+                            fw: {
+                                tracing::info!(attach = mode.as_str(), "security groups enforced");
+                                fw
+                            },
                             vms: store.table()?,
                             groups: store.table()?,
                             lock: std::sync::Mutex::new(()),

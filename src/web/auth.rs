@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::{render, session_cookie, state, Posted, WebError, COOKIE};
+use super::{render, session_cookie, state, Posted, Refused, WebError, COOKIE};
 use crate::service::ServiceError;
 
 #[derive(Template)]
@@ -93,16 +93,19 @@ pub async fn login(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, W
     let next = safe_next(form.get("next"));
     let user = form.get("user").unwrap_or("").to_string();
     let password = form.raw("password").unwrap_or("").to_string();
-    let ip = req.peer_addr().map(|a| a.ip());
-    if let Some(wait) = st.logins.blocked(ip, &user) {
-        return login_page(
-            &req,
-            StatusCode::TOO_MANY_REQUESTS,
-            next,
-            user,
-            format!("Too many failed sign-ins; try again in {wait} s."),
-        );
-    }
+    let ip = st.client_ip(&req);
+    let attempt = match st.logins.begin(ip, &user) {
+        Ok(a) => a,
+        Err(why) => {
+            let message = match why {
+                Refused::Throttled(wait) => {
+                    format!("Too many failed sign-ins; try again in {wait} s.")
+                }
+                Refused::Busy => "Too many sign-ins at once; try again in a moment.".into(),
+            };
+            return login_page(&req, StatusCode::TOO_MANY_REQUESTS, next, user, message);
+        }
+    };
     let services = st.services.clone();
     let (u, p) = (user.clone(), password);
     let result = web::block(move || services.login(&u, &p))
@@ -110,7 +113,7 @@ pub async fn login(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, W
         .map_err(|e| WebError::Internal(e.to_string()))?;
     match result {
         Ok(u) => {
-            st.logins.succeeded(ip, &user);
+            attempt.succeeded();
             if let Some((old, _)) = session {
                 st.sessions.remove(&old);
             }
@@ -122,7 +125,7 @@ pub async fn login(req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, W
             Ok(res)
         }
         Err(ServiceError::Unauthorized(m)) => {
-            st.logins.failed(ip, &user);
+            drop(attempt);
             tracing::warn!(user = %user, "failed dashboard sign-in");
             login_page(&req, StatusCode::UNAUTHORIZED, next, user, m)
         }

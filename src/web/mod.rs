@@ -30,7 +30,7 @@ use askama::Template;
 use uuid::Uuid;
 
 pub use error::WebError;
-use session::{Flash, LoginLimiter, Session, Sessions};
+use session::{Flash, LoginLimiter, Refused, Session, Sessions};
 
 use crate::model::{Project, User};
 use crate::service::{Page, Principal, ServiceError, Services};
@@ -42,14 +42,35 @@ pub struct WebState {
     services: Services,
     sessions: Sessions,
     logins: LoginLimiter,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl WebState {
-    pub fn new(services: Services) -> Self {
+    pub fn new(services: Services, trusted_proxies: Vec<std::net::IpAddr>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         WebState {
             services,
             sessions: Sessions::new(Duration::from_secs(12 * 3600)),
-            logins: LoginLimiter::new(5, Duration::from_secs(300)),
+            logins: LoginLimiter::new(5, 20, Duration::from_secs(300), 2 * cores),
+            trusted_proxies,
+        }
+    }
+
+    /// The client's address: the peer's, or, when the peer is a trusted proxy, the
+    /// last address it put in `X-Forwarded-For` (the one it saw; earlier entries are
+    /// the client's to forge).
+    fn client_ip(&self, req: &HttpRequest) -> Option<std::net::IpAddr> {
+        let peer = req.peer_addr().map(|a| a.ip());
+        match peer {
+            Some(p) if self.trusted_proxies.contains(&p) => req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|v| v.trim().parse().ok())
+                .or(peer),
+            _ => peer,
         }
     }
 }

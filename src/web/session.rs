@@ -140,58 +140,117 @@ impl Sessions {
     }
 }
 
-/// Failed sign-ins per client address and per user name within a window; past the
-/// limit, sign-in answers 429 until the window has passed.
+/// Why a sign-in attempt is not even checked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Too many failures: try again in this many seconds.
+    Throttled(u64),
+    /// Too many password checks at once (each costs ~19 MiB and tens of ms).
+    Busy,
+}
+
+/// Sign-in throttling. An attempt counts as failed *before* its password is hashed, so
+/// a burst of concurrent attempts cannot all slip under the limit, and at most
+/// `max_hashing` passwords are checked at once: memory stays bounded whatever arrives.
+/// Per client address first (`per_ip` failures in `window`); per user name across all
+/// addresses (`per_user`) only for addresses that have failed already, so strangers
+/// cannot lock the real user out from an address of its own.
 pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-    pub max: u32,
+    state: Mutex<LimiterState>,
+    pub per_ip: u32,
+    pub per_user: u32,
     pub window: Duration,
+    pub max_hashing: usize,
+    /// Bound on remembered keys: past it, new addresses and names wait (`Busy`).
+    pub max_keys: usize,
+}
+
+#[derive(Default)]
+struct LimiterState {
+    failures: HashMap<String, (u32, Instant)>,
+    hashing: usize,
+}
+
+/// One admitted attempt: its password may be hashed. Tell it the outcome; dropped
+/// without one, it stays a failure.
+pub struct Attempt<'a> {
+    limiter: &'a LoginLimiter,
+    keys: [String; 2],
 }
 
 impl LoginLimiter {
-    pub fn new(max: u32, window: Duration) -> Self {
+    pub fn new(per_ip: u32, per_user: u32, window: Duration, max_hashing: usize) -> Self {
         LoginLimiter {
-            failures: Mutex::new(HashMap::new()),
-            max,
+            state: Mutex::new(LimiterState::default()),
+            per_ip,
+            per_user,
             window,
+            max_hashing,
+            max_keys: 100_000,
         }
     }
 
     fn keys(ip: Option<IpAddr>, user: &str) -> [String; 2] {
+        let name: String = user.trim().to_lowercase().chars().take(128).collect();
         [
             format!("ip:{}", ip.map(|i| i.to_string()).unwrap_or_default()),
-            format!("user:{}", user.trim().to_lowercase()),
+            format!("user:{name}"),
         ]
     }
 
-    /// Seconds to wait when either key is over the limit.
-    pub fn blocked(&self, ip: Option<IpAddr>, user: &str) -> Option<u64> {
-        let m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        Self::keys(ip, user)
-            .iter()
-            .filter_map(|k| m.get(k))
-            .filter(|(n, since)| *n >= self.max && now.duration_since(*since) < self.window)
-            .map(|(_, since)| (self.window - now.duration_since(*since)).as_secs().max(1))
-            .max()
+    fn lock(&self) -> std::sync::MutexGuard<'_, LimiterState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn failed(&self, ip: Option<IpAddr>, user: &str) {
-        let mut m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+    /// Admits an attempt (counted as a failure until it succeeds) or says why not.
+    pub fn begin(&self, ip: Option<IpAddr>, user: &str) -> Result<Attempt<'_>, Refused> {
+        let keys = Self::keys(ip, user);
+        let mut st = self.lock();
         let now = Instant::now();
         let window = self.window;
-        m.retain(|_, (_, since)| now.duration_since(*since) < window);
-        for k in Self::keys(ip, user) {
-            let e = m.entry(k).or_insert((0, now));
-            e.0 += 1;
+        st.failures
+            .retain(|_, (_, since)| now.duration_since(*since) < window);
+        let count = |k: &str| st.failures.get(k).map_or((0, now), |v| *v);
+        let (ip_n, ip_since) = count(&keys[0]);
+        let (user_n, user_since) = count(&keys[1]);
+        let wait = |since: Instant| (window - now.duration_since(since)).as_secs().max(1);
+        if ip_n >= self.per_ip {
+            return Err(Refused::Throttled(wait(ip_since)));
+        }
+        if user_n >= self.per_user && ip_n > 0 {
+            return Err(Refused::Throttled(wait(user_since)));
+        }
+        if st.hashing >= self.max_hashing
+            || (st.failures.len() + 2 > self.max_keys
+                && keys.iter().any(|k| !st.failures.contains_key(k)))
+        {
+            return Err(Refused::Busy);
+        }
+        for k in &keys {
+            st.failures.entry(k.clone()).or_insert((0, now)).0 += 1;
+        }
+        st.hashing += 1;
+        Ok(Attempt {
+            limiter: self,
+            keys,
+        })
+    }
+}
+
+impl Attempt<'_> {
+    /// The password was right: this address's and this name's failures are forgotten.
+    pub fn succeeded(self) {
+        let mut st = self.limiter.lock();
+        for k in &self.keys {
+            st.failures.remove(k);
         }
     }
+}
 
-    pub fn succeeded(&self, ip: Option<IpAddr>, user: &str) {
-        let mut m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for k in Self::keys(ip, user) {
-            m.remove(&k);
-        }
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut st = self.limiter.lock();
+        st.hashing = st.hashing.saturating_sub(1);
     }
 }
 
@@ -230,22 +289,52 @@ mod tests {
     }
 
     #[test]
-    fn limiter_blocks_after_max_failures_per_ip_or_user() {
-        let l = LoginLimiter::new(3, Duration::from_secs(60));
-        let ip: Option<IpAddr> = "127.0.0.1".parse().ok();
-        for _ in 0..3 {
-            assert!(l.blocked(ip, "admin").is_none());
-            l.failed(ip, "admin");
+    fn attempts_count_before_hashing_per_address_first() {
+        let l = LoginLimiter::new(3, 5, Duration::from_secs(60), 100);
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        // Three attempts at once from one address: all admitted, the fourth is not,
+        // though none has finished (they count before their passwords are checked).
+        let held: Vec<_> = (0..3)
+            .map(|_| l.begin(ip("192.0.2.1"), "admin").unwrap())
+            .collect();
+        assert!(matches!(
+            l.begin(ip("192.0.2.1"), "other"),
+            Err(Refused::Throttled(_))
+        ));
+        drop(held);
+        // Other strangers push the user's count past its limit…
+        for i in 2..5 {
+            drop(l.begin(ip(&format!("192.0.2.{i}")), "ADMIN").unwrap());
         }
-        assert!(l.blocked(ip, "admin").is_some());
-        assert!(l.blocked(ip, "other").is_some(), "same address");
-        assert!(
-            l.blocked("10.0.0.9".parse().ok(), "ADMIN").is_some(),
-            "same user"
+        // …which stops addresses that have failed already…
+        assert!(matches!(
+            l.begin(ip("192.0.2.2"), "admin"),
+            Err(Refused::Throttled(_))
+        ));
+        // …but not the real user at an address of its own, and success clears it.
+        l.begin(ip("198.51.100.7"), "admin").unwrap().succeeded();
+        drop(l.begin(ip("192.0.2.2"), "admin").unwrap());
+    }
+
+    #[test]
+    fn password_checks_at_once_are_bounded() {
+        let l = LoginLimiter::new(1000, 1000, Duration::from_secs(60), 2);
+        let ip = "192.0.2.1".parse::<IpAddr>().ok();
+        let a = l.begin(ip, "u").unwrap();
+        let b = l.begin(ip, "u").unwrap();
+        assert_eq!(l.begin(ip, "u").err(), Some(Refused::Busy));
+        drop(a);
+        let _c = l.begin(ip, "u").unwrap();
+        drop(b);
+        let mut m = LoginLimiter::new(1000, 1000, Duration::from_secs(60), 100);
+        m.max_keys = 4;
+        drop(m.begin(ip, "a").unwrap());
+        drop(m.begin(ip, "b").unwrap());
+        assert_eq!(
+            m.begin(ip, "c").err(),
+            Some(Refused::Busy),
+            "remembered keys are bounded"
         );
-        assert!(l.blocked("10.0.0.9".parse().ok(), "x").is_none());
-        l.succeeded(ip, "admin");
-        assert!(l.blocked(ip, "admin").is_none());
     }
 
     #[test]

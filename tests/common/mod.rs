@@ -140,6 +140,11 @@ impl Server {
         s
     }
 
+    /// The running `skiff serve`'s process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }

@@ -1,7 +1,8 @@
 //! Loads the data plane, attaches it to taps and keeps its maps equal to the policies
-//! it is given. Maps and TCX links are pinned under one bpffs directory, so enforcement
-//! and connection tracking outlive a restart of skiff; the next start replaces the
-//! programs in place (`bpf_link_update`) and rewrites every NIC's rules.
+//! it is given. Maps and TCX links are pinned under one bpffs directory (classic TC
+//! filters live on the tap itself), so enforcement and connection tracking outlive a
+//! restart of skiff; the next start replaces the programs in place (`bpf_link_update`,
+//! or a netlink change of the same filter) and rewrites every NIC's rules.
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd};
@@ -10,13 +11,16 @@ use std::sync::Mutex;
 
 use aya::maps::{Array, HashMap as BpfHash, MapData, PerCpuHashMap};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::tc::{SchedClassifierLink, TcAttachType};
+use aya::programs::tc::{
+    qdisc_add_clsact, qdisc_detach_program, NlOptions, SchedClassifierLink, TcAttachOptions,
+    TcAttachType, TcHandle,
+};
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
 
 use super::compile::{compile, Compiled};
 use super::maps::*;
-use super::{addr16, Counter, Dir, FirewallError, NicPolicy, Timeouts};
+use super::{addr16, AttachMode, Counter, Dir, FirewallError, NicPolicy, Timeouts};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/firewall.o"));
 
@@ -33,9 +37,17 @@ struct Applied {
     addrs: Vec<AddrKey>,
 }
 
+/// Where skiff's classic-TC filters sit on a tap's clsact hooks: one fixed priority and
+/// handle, so a restarted skiff finds and replaces its own filter.
+const TC_PRIORITY: u16 = 1;
+const TC_HANDLE: TcHandle = TcHandle::new(0, 1);
+
 struct Inner {
     bpf: Ebpf,
     dir: PathBuf,
+    mode: AttachMode,
+    /// Classic TC: the ifindexes this process attached to (a TCX link's pin says it).
+    tc_attached: HashSet<u32>,
     applied: HashMap<u32, Applied>,
     /// NICs found in the pinned maps at start, written by an earlier process.
     orphans: HashMap<u32, NicCfg>,
@@ -117,8 +129,18 @@ fn settings(t: Timeouts) -> Settings {
 }
 
 impl Firewall {
-    /// Loads the programs, reusing the maps pinned in `dir` (a bpffs directory).
+    /// Loads the programs, reusing the maps pinned in `dir` (a bpffs directory), to be
+    /// attached through TCX when the kernel has it, classic TC otherwise.
     pub fn open(dir: &Path, timeouts: Timeouts) -> Result<Firewall, FirewallError> {
+        Self::open_mode(dir, timeouts, AttachMode::detect())
+    }
+
+    /// [`Firewall::open`] with the attach mode chosen.
+    pub fn open_mode(
+        dir: &Path,
+        timeouts: Timeouts,
+        mode: AttachMode,
+    ) -> Result<Firewall, FirewallError> {
         ensure_bpffs(dir)?;
         let load = |e: String| FirewallError::Load(format!("{}: {e}", dir.display()));
         std::fs::create_dir_all(dir.join("links")).map_err(|e| load(e.to_string()))?;
@@ -137,6 +159,8 @@ impl Firewall {
         let mut inner = Inner {
             bpf,
             dir: dir.to_path_buf(),
+            mode,
+            tc_attached: HashSet::new(),
             applied: HashMap::new(),
             orphans: HashMap::new(),
             rule_refs: HashMap::new(),
@@ -153,6 +177,10 @@ impl Firewall {
         Ok(Firewall {
             inner: Mutex::new(inner),
         })
+    }
+
+    pub fn mode(&self) -> AttachMode {
+        self.lock().mode
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -206,7 +234,7 @@ impl Firewall {
             .iter()
             .map(|(iface, ix, _)| format!("{iface}-{ix}-"))
             .collect();
-        inner.unpin_stale_links(&ifaces);
+        inner.unpin_stale_links(&ifaces, &keep);
         for (iface, ix, policy) in present {
             let r = inner
                 .attach_at(iface, ix)
@@ -351,6 +379,62 @@ impl Inner {
 
     /// Attaches both programs to `iface`, whose index is `ix` (idempotent).
     fn attach_at(&mut self, iface: &str, ix: u32) -> Result<(), FirewallError> {
+        match self.mode {
+            AttachMode::Tcx => self.attach_tcx(iface, ix)?,
+            AttachMode::Tc => self.attach_tc(iface, ix)?,
+        }
+        Ok(())
+    }
+
+    /// Classic TC: a clsact qdisc and one direct-action filter per hook, at a fixed
+    /// priority and handle. An earlier process's filter there gets this program in its
+    /// place in one netlink change, so the tap is never without a filter.
+    fn attach_tc(&mut self, iface: &str, ix: u32) -> Result<(), FirewallError> {
+        if self.tc_attached.contains(&ix) {
+            return Ok(());
+        }
+        let fail = |reason: String| FirewallError::Attach {
+            iface: iface.to_string(),
+            reason,
+        };
+        // Already there from an earlier process or another filter user: fine.
+        let _ = qdisc_add_clsact(iface);
+        for (name, kind, suffix) in PROGRAMS {
+            let prog: &mut SchedClassifier = self
+                .bpf
+                .program_mut(name)
+                .ok_or_else(|| fail(format!("{name} missing")))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| fail(e.to_string()))?;
+            let opts = || {
+                TcAttachOptions::Netlink(NlOptions {
+                    priority: TC_PRIORITY,
+                    handle: TC_HANDLE,
+                    classid: None,
+                })
+            };
+            let id = match prog.attach_with_options(iface, kind, opts()) {
+                Ok(id) => id,
+                Err(first) => {
+                    let old =
+                        SchedClassifierLink::attached(iface, kind, TC_PRIORITY, TC_HANDLE, None)
+                            .map_err(|e| fail(e.to_string()))?;
+                    prog.attach_to_link(old)
+                        .map_err(|e| fail(format!("{first}; replacing: {e}")))?
+                }
+            };
+            let link = prog.take_link(id).map_err(|e| fail(e.to_string()))?;
+            // The filter belongs to the tap, not to this process: dropping the link
+            // would detach it, so it is let go (a later start finds it by its handle).
+            std::mem::forget(link);
+            // A TCX link from an earlier run in the other mode: the filter replaces it.
+            let _ = std::fs::remove_file(self.link_path(iface, ix, suffix));
+        }
+        self.tc_attached.insert(ix);
+        Ok(())
+    }
+
+    fn attach_tcx(&mut self, iface: &str, ix: u32) -> Result<(), FirewallError> {
         let fail = |reason: String| FirewallError::Attach {
             iface: iface.to_string(),
             reason,
@@ -382,10 +466,19 @@ impl Inner {
                     drop(FdLink::try_from(link).map_err(|e| fail(e.to_string()))?);
                 }
                 Err(_) => {
-                    let id = prog.attach(iface, kind).map_err(|e| fail(e.to_string()))?;
+                    let id = prog
+                        .attach_with_options(
+                            iface,
+                            kind,
+                            TcAttachOptions::TcxOrder(Default::default()),
+                        )
+                        .map_err(|e| fail(e.to_string()))?;
                     let link = prog.take_link(id).map_err(|e| fail(e.to_string()))?;
                     let fd = FdLink::try_from(link).map_err(|e| fail(e.to_string()))?;
                     fd.pin(&path).map_err(|e| fail(e.to_string()))?;
+                    // A classic filter from an earlier run in the other mode goes, now
+                    // that the TCX link enforces.
+                    let _ = qdisc_detach_program(iface, kind, name);
                 }
             }
         }
@@ -394,7 +487,8 @@ impl Inner {
 
     /// Removes link pins whose `<iface>-<ifindex>-` is not in `keep`: their tap is gone
     /// (the kernel detached the link with it) or is not a VM's any more.
-    fn unpin_stale_links(&mut self, keep: &HashSet<String>) {
+    fn unpin_stale_links(&mut self, keep: &HashSet<String>, present: &HashSet<u32>) {
+        self.tc_attached.retain(|ix| present.contains(ix));
         let Ok(entries) = std::fs::read_dir(self.dir.join("links")) else {
             return;
         };

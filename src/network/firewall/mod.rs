@@ -33,6 +33,44 @@ pub enum FirewallError {
     TestRun(String),
 }
 
+/// How the programs are attached to taps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// TCX links (Linux 6.6+), pinned under the bpffs directory.
+    Tcx,
+    /// Classic TC: a clsact qdisc and direct-action cls_bpf filters over netlink, for
+    /// kernels without TCX (Debian 12's 6.1, RHEL 9). The filters live on the tap, not
+    /// in a process, so they too outlive a restart of skiff.
+    Tc,
+}
+
+impl AttachMode {
+    /// TCX when the running kernel has it (6.6 or later), classic TC otherwise.
+    pub fn detect() -> AttachMode {
+        match crate::sysinfo::kernel_version() {
+            Some(v) if v >= (6, 6) => AttachMode::Tcx,
+            _ => AttachMode::Tc,
+        }
+    }
+
+    /// `auto`, `tcx` or `tc` (configuration).
+    pub fn parse(s: &str) -> Option<AttachMode> {
+        match s {
+            "auto" => Some(AttachMode::detect()),
+            "tcx" => Some(AttachMode::Tcx),
+            "tc" => Some(AttachMode::Tc),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachMode::Tcx => "tcx",
+            AttachMode::Tc => "tc",
+        }
+    }
+}
+
 /// Which way a rule looks: at what the VM receives or at what it sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dir {
