@@ -168,6 +168,13 @@ enum AdminCommand {
     SetTier { key_id: uuid::Uuid, tier: String },
     /// Set a user's dashboard password (10+ characters), read from standard input.
     SetPassword { user: String },
+    /// Make an account (name or id) the host operator's, or with --revoke a tenant's
+    /// again: host capacity, diagnostics and repository-wide jobs are operators' only.
+    SetOperator {
+        account: String,
+        #[arg(long)]
+        revoke: bool,
+    },
 }
 
 fn print_report(r: &InitReport, json: bool) {
@@ -332,6 +339,19 @@ fn main() -> anyhow::Result<()> {
                         .context("tier must be standard, high or unlimited")?;
                     let k = services.set_key_tier(&key_id, t)?;
                     println!("{} ({}) is now {}", k.id, k.key_prefix, t.as_str());
+                }
+                AdminCommand::SetOperator { account, revoke } => {
+                    let a = services.set_operator(&account, !revoke)?;
+                    println!(
+                        "{} ({}) is {}",
+                        a.name,
+                        a.id,
+                        if a.operator {
+                            "an operator"
+                        } else {
+                            "a tenant"
+                        }
+                    );
                 }
                 AdminCommand::SetPassword { user } => {
                     let mut line = String::new();

@@ -229,12 +229,11 @@ fn vm_lifecycle_against_a_real_guest() {
         .send()
         .error(404);
     assert_eq!(b("GET", "/api/v1/vms").send().body["total"], 0);
-    // Its owner boots it: reinstall from the saved image keeps the address and boots
-    // a fresh disk; while the VM's disk is built on it, it cannot be deleted.
+    // Reinstall keeps the address and boots a fresh disk.
     let r = s
         .admin_call("POST", &format!("/api/v1/vms/{id}/reinstall"))
         .project(&p)
-        .json(json!({"template_id": image_id, "auto_generate_password": true}));
+        .json(json!({"template_id": TEMPLATE_ID, "auto_generate_password": true}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.body["message"]
         .as_str()
@@ -242,34 +241,9 @@ fn vm_lifecycle_against_a_real_guest() {
         .contains("new root password"));
     let vm = wait_status(&s, &id, "active", Duration::from_secs(240));
     assert_eq!(vm["public_ipv4_address"], ip.as_str());
-    let busy = s
-        .admin_call("DELETE", &format!("/api/skiff/v1/images/{image_id}"))
-        .project(&p)
-        .send()
-        .error(409);
-    assert!(busy.contains("base of VM disks"), "{busy}");
     let r = act("factory-reset");
     assert_eq!(r.status, 200, "{}", r.text);
     wait_status(&s, &id, "active", Duration::from_secs(240));
-    let r = s
-        .admin_call("POST", &format!("/api/v1/vms/{id}/reinstall"))
-        .project(&p)
-        .json(json!({"template_id": TEMPLATE_ID, "auto_generate_password": true}));
-    assert_eq!(r.status, 200, "{}", r.text);
-    wait_status(&s, &id, "active", Duration::from_secs(240));
-
-    // No VM is built on the saved image any more: its owner deletes it, file and all.
-    let del = |who: &str| {
-        s.admin_call("DELETE", &format!("/api/skiff/v1/images/{image_id}"))
-            .project(who)
-            .send()
-    };
-    assert_eq!(del(&p).status, 200);
-    del(&p).error(404);
-    let r = s.admin_call("GET", "/api/skiff/v1/images").send();
-    assert_eq!(r.body["data"], json!([]));
-    let base = s.data().join("templates").join(format!("{image_id}.qcow2"));
-    assert!(!base.exists(), "{} stays", base.display());
 
     // Tags and notes.
     let tag = |m: &str, path: &str, b: Option<Value>| {
@@ -374,6 +348,14 @@ fn vm_lifecycle_against_a_real_guest() {
     assert_eq!(r.body["data"]["public_ipv4_address"], ip.as_str());
     let id2 = r.body["data"]["id"].as_str().unwrap().to_string();
     wait_status(&s, &id2, "active", Duration::from_secs(240));
+    // While a VM's disk is built on the image, it cannot be deleted.
+    let del_image = || {
+        s.admin_call("DELETE", &format!("/api/skiff/v1/images/{image_id}"))
+            .project(&p)
+            .send()
+    };
+    let busy = del_image().error(409);
+    assert!(busy.contains("base of VM disks"), "{busy}");
     let r = s
         .admin_call("DELETE", "/api/v1/vms/bulk")
         .project(&p)
@@ -390,4 +372,12 @@ fn vm_lifecycle_against_a_real_guest() {
     wait_jobs_idle(&s, &p, Duration::from_secs(240));
     let left = virsh(&["list", "--all", "--name"]);
     assert!(!left.contains(&format!("skiff-vm-{id2}")), "{left}");
+
+    // No VM is built on the saved image any more: its owner deletes it, file and all.
+    assert_eq!(del_image().status, 200);
+    del_image().error(404);
+    let r = s.admin_call("GET", "/api/skiff/v1/images").send();
+    assert_eq!(r.body["data"], json!([]));
+    let base = s.data().join("templates").join(format!("{image_id}.qcow2"));
+    assert!(!base.exists(), "{} stays", base.display());
 }

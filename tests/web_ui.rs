@@ -418,3 +418,71 @@ fn concurrent_sign_ins_are_bounded_and_cannot_lock_the_owner_out() {
     b.forwarded_for = Some("198.51.100.99".into());
     assert_eq!(b.sign_in(&t.admin.user, &t.admin.password).status, 429);
 }
+
+/// Host-wide actions are the host operator's (the account `skiff init` made, or one
+/// `skiff admin set-operator` marks), never a tenant owner's: diagnostics, verifying the
+/// whole backup repository, the host's capacity on the overview.
+#[test]
+fn host_operator_actions_are_the_operators_alone() {
+    let mut s = Server::start(RELAXED);
+    s.kill();
+    let tenant = s.create_account("tenant-c");
+    s.spawn();
+    let as_tenant = |m: &str, path: &str| {
+        s.call(m, path)
+            .key(&tenant.api_key)
+            .project(&tenant.project_id)
+    };
+    let msg = as_tenant("POST", "/api/skiff/v1/jobs/diag")
+        .json(json!({"steps": 1}))
+        .error(403);
+    assert!(msg.contains("host operator"), "{msg}");
+    as_tenant("POST", "/api/skiff/v1/backups/verify")
+        .send()
+        .error(403);
+    let jobs = as_tenant("GET", "/api/skiff/v1/jobs").send();
+    assert_eq!(jobs.body["data"], json!([]), "{}", jobs.text);
+
+    // The operator may.
+    let r = s
+        .admin_call("POST", "/api/skiff/v1/jobs/diag")
+        .project(&s.admin.project_id)
+        .json(json!({"steps": 1}));
+    assert_eq!(r.status, 202, "{}", r.text);
+    let r = s.admin_call("POST", "/api/skiff/v1/backups/verify").send();
+    assert_eq!(r.status, 202, "{}", r.text);
+
+    // The overview shows host capacity to the operator only.
+    let mut op = Browser::new(&s.base);
+    assert_eq!(op.sign_in(&s.admin.user, &s.admin.password).status, 303);
+    assert!(op.get("/ui/").body.contains("id=\"host-cpus\""));
+    let mut t = Browser::new(&s.base);
+    assert_eq!(t.sign_in(&tenant.user, &tenant.password).status, 303);
+    let page = t.get("/ui/");
+    assert_eq!(page.status, 200);
+    assert!(
+        !page.body.contains("id=\"host-cpus\""),
+        "tenant sees host capacity"
+    );
+
+    // Granted by the operator's tool; the last operator cannot be taken away.
+    s.kill();
+    let o = s.admin(&["admin", "set-operator", "tenant-c"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = s.admin(&["admin", "set-operator", "--revoke", "admin"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = s.admin(&["admin", "set-operator", "--revoke", "tenant-c"]);
+    assert!(!o.status.success(), "the last operator stays");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("only operator"));
+    s.spawn();
+    let r = s
+        .call("POST", "/api/skiff/v1/jobs/diag")
+        .key(&tenant.api_key)
+        .project(&tenant.project_id)
+        .json(json!({"steps": 1}));
+    assert_eq!(r.status, 202, "{}", r.text);
+    s.admin_call("POST", "/api/skiff/v1/jobs/diag")
+        .project(&s.admin.project_id)
+        .json(json!({"steps": 1}))
+        .error(403);
+}

@@ -190,7 +190,7 @@ impl Hypervisor for Libvirt {
         Ok(names)
     }
 
-    fn vnc_address(&self, name: &str) -> Result<Option<std::net::SocketAddr>, ComputeError> {
+    fn vnc_address(&self, name: &str) -> Result<Option<super::VncListener>, ComputeError> {
         let Some(d) = self.domain(name)? else {
             return Ok(None);
         };

@@ -70,7 +70,9 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
         "    <serial type='pty'>\n      <log file='{log}' append='on'/>\n      <target port='0'/>\n    </serial>\n    <console type='pty'>\n      <target type='serial' port='0'/>\n    </console>"
     );
     x.push_str("    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n    </channel>\n");
-    x.push_str("    <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>\n");
+    // A UNIX socket in libvirt's per-domain directory (0750, QEMU's user): no TCP port
+    // any local user could reach.
+    x.push_str("    <graphics type='vnc'>\n      <listen type='socket'/>\n    </graphics>\n");
     x.push_str("    <memballoon model='virtio'/>\n    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\n");
     x.push_str("  </devices>\n</domain>\n");
     x

@@ -61,8 +61,12 @@ struct Inner {
     table: Table<Job>,
     handlers: HashMap<&'static str, Arc<dyn JobHandler>>,
     workers: usize,
+    /// Jobs of one account that may run at once: half the workers (at least one), so
+    /// no tenant occupies the whole pool while others wait.
+    per_account: usize,
     wake: Notify,
-    busy_targets: Mutex<HashSet<String>>,
+    /// Targets with a running job, and whose account the job is.
+    busy_targets: Mutex<HashMap<String, Option<Uuid>>>,
 }
 
 /// The job engine; cheap to clone.
@@ -84,8 +88,9 @@ impl JobEngine {
                 table,
                 handlers: handlers.into_iter().map(|h| (h.kind(), h)).collect(),
                 workers: workers.max(1),
+                per_account: (workers / 2).max(1),
                 wake: Notify::new(),
-                busy_targets: Mutex::new(HashSet::new()),
+                busy_targets: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -213,7 +218,7 @@ impl JobEngine {
         }
     }
 
-    fn busy(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn busy(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<Uuid>>> {
         self.inner
             .busy_targets
             .lock()
@@ -234,10 +239,16 @@ impl JobEngine {
             }
             {
                 let mut busy = self.busy();
-                if busy.len() >= self.inner.workers || busy.contains(&job.target) {
+                if busy.len() >= self.inner.workers || busy.contains_key(&job.target) {
                     continue;
                 }
-                busy.insert(job.target.clone());
+                let account_running = job
+                    .account_id
+                    .map_or(0, |a| busy.values().filter(|b| **b == Some(a)).count());
+                if account_running >= self.inner.per_account {
+                    continue;
+                }
+                busy.insert(job.target.clone(), job.account_id);
             }
             if let Err(e) = self.launch(job.clone()) {
                 self.busy().remove(&job.target);
@@ -409,6 +420,60 @@ mod tests {
         let mut by_seq: Vec<_> = finals[..3].iter().map(|j| (j.seq, j.finished_at)).collect();
         by_seq.sort();
         assert!(by_seq.windows(2).all(|w| w[0].1 <= w[1].1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_account_never_holds_more_than_half_the_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = Arc::new(Probe {
+            log: Mutex::new(vec![]),
+            now_running: AtomicUsize::new(0),
+            max_running: AtomicUsize::new(0),
+        });
+        let e = JobEngine::new(
+            Store::open(dir.path()).unwrap(),
+            4,
+            vec![Arc::new(Sleepy(probe.clone()))],
+        )
+        .unwrap();
+        let (greedy, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let job = |account: Uuid, target: String| {
+            e.submit(NewJob {
+                kind: "sleepy".into(),
+                target,
+                account_id: Some(account),
+                project_id: None,
+                params: serde_json::json!({}),
+            })
+            .unwrap()
+        };
+        // Eight jobs of one tenant on eight VMs, then one of another tenant.
+        let many: Vec<_> = (0..8).map(|i| job(greedy, format!("vm/g{i}"))).collect();
+        let late = job(other, "vm/o".into());
+        e.start();
+        let late = wait_final(&e, &late.id).await;
+        let mut greedy_ends = vec![];
+        for j in &many {
+            greedy_ends.push(wait_final(&e, &j.id).await.finished_at.unwrap());
+        }
+        let log = probe.log.lock().unwrap();
+        // At no moment did the greedy tenant run more than 2 of the 4 workers' jobs.
+        for (t, start, _) in log.iter().filter(|(t, ..)| t.starts_with("vm/g")) {
+            let overlapping = log
+                .iter()
+                .filter(|(u, s2, e2)| u.starts_with("vm/g") && s2 <= start && start < e2)
+                .count();
+            assert!(
+                overlapping <= 2,
+                "{t}: {overlapping} of one account at once"
+            );
+        }
+        // The other tenant did not wait for the greedy one's queue to drain.
+        let last_greedy = greedy_ends.iter().max().unwrap();
+        assert!(
+            late.finished_at.unwrap() < *last_greedy,
+            "the other account's job waited behind all of the greedy one's"
+        );
     }
 
     #[tokio::test]

@@ -10,6 +10,10 @@ pub struct Account {
     pub id: Uuid,
     pub name: String,
     pub created_at: Timestamp,
+    /// The host operator's account (`skiff init` makes it; `skiff admin set-operator`
+    /// grants it): host capacity, diagnostics and repository-wide jobs are its alone.
+    #[serde(default)]
+    pub operator: bool,
 }
 
 impl Record for Account {

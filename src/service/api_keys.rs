@@ -114,6 +114,7 @@ impl Services {
             role_id: key.role_id,
             tier: key.rate_limit_tier,
             project_accesses: key.project_accesses,
+            operator: self.is_operator(&key.account_id)?,
         })
     }
 

@@ -266,9 +266,22 @@ pub struct Principal {
     pub role_id: Uuid,
     pub tier: RateLimitTier,
     pub project_accesses: Vec<ProjectAccess>,
+    /// The key's account is the host operator's (see `Account::operator`).
+    pub operator: bool,
 }
 
 impl Principal {
+    /// Fails with 403 unless the caller acts for the host operator's account and its
+    /// role grants `perm` there: host-wide actions are not a tenant owner's.
+    pub fn require_operator(&self, perm: &str) -> Result<(), ServiceError> {
+        if !self.operator {
+            return Err(ServiceError::Forbidden(
+                "only the host operator may do this".into(),
+            ));
+        }
+        self.require(perm)
+    }
+
     pub fn role(&self) -> Option<&'static SystemRole> {
         SystemRole::by_id(&self.role_id)
     }
@@ -369,6 +382,7 @@ mod tests {
                 project_id: p1,
                 role_id: SystemRole::by_slug("operator").unwrap().id(),
             }],
+            operator: false,
         };
         assert!(member.can_see_project(&p1) && !member.can_see_project(&p2));
         assert!(member.require_in(&p1, "vm.power").is_ok());

@@ -305,7 +305,7 @@ impl Services {
                 (serde_json::json!({ "backup_id": b.id }), Some(b.project_id))
             }
             None => {
-                who.require("account.settings.manage")?;
+                who.require_operator("account.settings.manage")?;
                 (serde_json::json!({}), None)
             }
         };

@@ -33,17 +33,20 @@ pub struct HostCapacity {
 
 impl Services {
     pub fn host_overview(&self, who: &Principal) -> Result<HostOverview, ServiceError> {
-        let host = who.require("account.settings.view").is_ok().then(|| {
-            let (disk_total_gib, disk_free_gib) = sysinfo::fs_space(&self.inner.data_dir)
-                .map_or((0.0, 0.0), |d| (d.total_gib, d.free_gib));
-            HostCapacity {
-                cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-                mem_total_mib: sysinfo::meminfo_mib("MemTotal").unwrap_or(0),
-                mem_available_mib: sysinfo::meminfo_mib("MemAvailable").unwrap_or(0),
-                disk_total_gib,
-                disk_free_gib,
-            }
-        });
+        let host = who
+            .require_operator("account.settings.view")
+            .is_ok()
+            .then(|| {
+                let (disk_total_gib, disk_free_gib) = sysinfo::fs_space(&self.inner.data_dir)
+                    .map_or((0.0, 0.0), |d| (d.total_gib, d.free_gib));
+                HostCapacity {
+                    cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    mem_total_mib: sysinfo::meminfo_mib("MemTotal").unwrap_or(0),
+                    mem_available_mib: sysinfo::meminfo_mib("MemAvailable").unwrap_or(0),
+                    disk_total_gib,
+                    disk_free_gib,
+                }
+            });
         let mut counts = [
             VmStatus::Active,
             VmStatus::Passive,

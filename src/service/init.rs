@@ -34,12 +34,39 @@ impl Services {
                 "this data directory is initialised already".into(),
             ));
         }
-        self.create_account(account_name)
+        self.new_account(account_name, true)
+    }
+
+    /// A tenant account (see [`Services::new_account`]).
+    pub fn create_account(&self, name: &str) -> Result<InitReport, ServiceError> {
+        self.new_account(name, false)
+    }
+
+    /// Grants or takes the operator flag (offline `skiff admin set-operator`). The
+    /// last operator cannot be taken away: someone must run the host.
+    pub fn set_operator(&self, account: &str, on: bool) -> Result<Account, ServiceError> {
+        let all = self.inner.accounts.all()?;
+        let found = all
+            .iter()
+            .find(|a| a.name == account || a.id.to_string() == account)
+            .ok_or(ServiceError::NotFound { kind: "Account" })?;
+        if !on && found.operator && all.iter().filter(|a| a.operator).count() == 1 {
+            return Err(ServiceError::Conflict(
+                "this is the only operator account; grant another first".into(),
+            ));
+        }
+        self.inner
+            .accounts
+            .update::<ServiceError>(&uuid_key(&found.id), |a| {
+                a.operator = on;
+                Ok(())
+            })?
+            .ok_or(ServiceError::NotFound { kind: "Account" })
     }
 
     /// An account with an owner user (signing in as the account's name, with a new
     /// random password), a default project and an owner API key.
-    pub fn create_account(&self, name: &str) -> Result<InitReport, ServiceError> {
+    fn new_account(&self, name: &str, operator: bool) -> Result<InitReport, ServiceError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 64 {
             return Err(invalid("account name must be 1 to 64 characters"));
@@ -56,6 +83,7 @@ impl Services {
             id: Uuid::new_v4(),
             name: name.into(),
             created_at: t,
+            operator,
         };
         let user = User {
             id: Uuid::new_v4(),

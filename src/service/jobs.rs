@@ -34,7 +34,7 @@ impl Services {
         step_ms: u64,
         resumable: bool,
     ) -> Result<Job, ServiceError> {
-        who.require("account.settings.manage")?;
+        who.require_operator("account.settings.manage")?;
         use crate::jobs::diag_limits::{MAX_STEPS, MAX_STEP_MS};
         if steps == 0 || steps > MAX_STEPS || step_ms > MAX_STEP_MS {
             return Err(super::invalid(format!(

@@ -261,6 +261,7 @@ impl Services {
                 "cannot open the backup repository; backups are unavailable"
             ),
         }
+        mark_first_operator(&store.table()?)?;
         let jobs = JobEngine::new(store.clone(), cfg.job_workers, handlers)?;
         Ok(Services {
             inner: Arc::new(Inner {
@@ -341,4 +342,21 @@ fn open_data_dir_to_qemu(
         }
     }
     Ok(access)
+}
+
+/// Stores from before the operator flag: the account `skiff init` made (the oldest)
+/// becomes the operator, as it would be now.
+fn mark_first_operator(accounts: &Table<crate::model::Account>) -> Result<(), ServiceError> {
+    let all = accounts.all()?;
+    if all.iter().any(|a| a.operator) {
+        return Ok(());
+    }
+    if let Some(first) = all.iter().min_by_key(|a| (a.created_at, a.id)) {
+        tracing::info!(account = %first.name, "marking the first account as the host operator");
+        accounts.update::<ServiceError>(&crate::model::uuid_key(&first.id), |a| {
+            a.operator = true;
+            Ok(())
+        })?;
+    }
+    Ok(())
 }

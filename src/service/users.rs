@@ -43,6 +43,16 @@ impl Services {
         Ok(self.inner.accounts.get(&uuid_key(id))?.is_some())
     }
 
+    /// Whether `id` is the host operator's account (read on every request, so a
+    /// revoked flag takes effect at once).
+    pub(super) fn is_operator(&self, id: &Uuid) -> Result<bool, ServiceError> {
+        Ok(self
+            .inner
+            .accounts
+            .get(&uuid_key(id))?
+            .is_some_and(|a| a.operator))
+    }
+
     pub(super) fn user_by_name(&self, name: &str) -> Result<Option<User>, ServiceError> {
         Ok(self.inner.users.all()?.into_iter().find(|u| u.name == name))
     }
@@ -89,6 +99,7 @@ impl Services {
             role_id: role.id(),
             tier: RateLimitTier::Standard,
             project_accesses: vec![],
+            operator: self.is_operator(&user.account_id)?,
         };
         Ok((user, p))
     }

@@ -527,7 +527,7 @@ impl Services {
         &self,
         who: &Principal,
         id: &Uuid,
-    ) -> Result<std::net::SocketAddr, ServiceError> {
+    ) -> Result<crate::compute::VncListener, ServiceError> {
         let vm = self.visible_vm(who, id, "vm.console")?;
         let hv = self.hypervisor()?;
         match hv.vnc_address(&vm.domain_name()) {

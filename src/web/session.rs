@@ -85,6 +85,15 @@ impl Sessions {
         }
     }
 
+    /// Whether `id` is a live signed-in session, without touching it (an open console
+    /// polls this; it must not keep an idle session alive by itself).
+    pub fn signed_in(&self, id: &str) -> bool {
+        let m = self.lock();
+        m.get(id).is_some_and(|s| {
+            s.user_id.is_some() && Instant::now().duration_since(s.last_seen) < self.idle
+        })
+    }
+
     /// A new session; returns its id. Expired sessions are swept here. Anonymous ones
     /// (a sign-in form was fetched) expire sooner and are capped, so unauthenticated
     /// requests cannot grow the map without bound.
