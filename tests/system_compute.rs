@@ -141,6 +141,31 @@ fn a_guest_boots_from_the_template_reads_its_seed_and_goes_away_cleanly() {
         "tap {tap} is in the test namespace"
     );
 
+    // The console is a UNIX socket in libvirt's private per-domain directory: no TCP
+    // port, and another local user can neither enter that directory nor connect.
+    let sock = match virt.vnc_address(&name).unwrap() {
+        Some(skiff::compute::VncListener::Unix(p)) => p,
+        other => panic!("VNC must listen on a UNIX socket, not {other:?}"),
+    };
+    assert!(sock.exists(), "{}", sock.display());
+    let o = Command::new("runuser")
+        .args(["-u", "nobody", "--", "python3", "-c"])
+        .arg("import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])")
+        .arg(&sock)
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "nobody connected to {}",
+        sock.display()
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::os::unix::net::UnixStream::connect(&sock).expect("root (skiff) reaches the console");
+
     let text = wait_for(&log, "SKIFF-GUEST ready", 1, Duration::from_secs(180));
     assert!(text.contains("SKIFF-GUEST hostname=web-1"), "{text}");
     assert!(

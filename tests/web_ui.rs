@@ -486,3 +486,34 @@ fn host_operator_actions_are_the_operators_alone() {
         .json(json!({"steps": 1}))
         .error(403);
 }
+
+/// The console websocket is this dashboard's alone: without an `Origin`, or with
+/// another site's, it is refused before anything else is looked at.
+#[test]
+fn console_websocket_needs_this_dashboards_origin() {
+    let s = Server::start(RELAXED);
+    let mut b = Browser::new(&s.base);
+    assert_eq!(b.sign_in(&s.admin.user, &s.admin.password).status, 303);
+    let cookie = b.cookie.clone().unwrap();
+    let path = "/ui/vms/6f1c1c52-0000-4000-8000-000000000001/vnc";
+    let upgrade = |origin: Option<&str>| -> u16 {
+        let mut req = ureq::get(&format!("{}{path}", s.base))
+            .set("Cookie", &format!("skiff_session={cookie}"))
+            .set("Connection", "Upgrade")
+            .set("Upgrade", "websocket")
+            .set("Sec-WebSocket-Version", "13")
+            .set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
+        if let Some(o) = origin {
+            req = req.set("Origin", o);
+        }
+        match req.call() {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(c, _)) => c,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(upgrade(None), 403, "no Origin");
+    assert_eq!(upgrade(Some("https://evil.example")), 403, "another site");
+    // This dashboard's own origin passes the gate (and the VM does not exist).
+    assert_eq!(upgrade(Some(&s.base)), 404);
+}
