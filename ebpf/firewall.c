@@ -709,19 +709,20 @@ static __always_inline int filter(struct __sk_buff *skb, const struct nic_cfg *n
 	return TC_ACT_OK;
 }
 
-static __always_inline int eth_proto(struct __sk_buff *skb, __u8 *src_mac)
+/* The Ethernet type; copies the destination and source MACs (8-byte buffers). */
+static __always_inline int eth_proto(struct __sk_buff *skb, __u8 *dst_mac, __u8 *src_mac)
 {
 	__u8 *data = (__u8 *)(long)skb->data;
 	if (data + ETH_HLEN <= (__u8 *)(long)skb->data_end) {
-		if (src_mac)
-			__builtin_memcpy(src_mac, &data[6], 6);
+		__builtin_memcpy(dst_mac, &data[0], 6);
+		__builtin_memcpy(src_mac, &data[6], 6);
 		return (data[12] << 8) | data[13];
 	}
 	__u8 h[ETH_HLEN];
 	if (bpf_skb_load_bytes(skb, 0, h, sizeof(h)))
 		return -1;
-	if (src_mac)
-		__builtin_memcpy(src_mac, &h[6], 6);
+	__builtin_memcpy(dst_mac, &h[0], 6);
+	__builtin_memcpy(src_mac, &h[6], 6);
 	return (h[12] << 8) | h[13];
 }
 
@@ -731,6 +732,66 @@ static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
 	       a[5] == b[5];
 }
 
+/* 802.1Q / 802.1ad: a VM neither sends nor receives tagged frames. The kernel may have
+ * moved the tag into the skb's metadata before TC runs, so both places are checked. */
+static __always_inline int tagged(struct __sk_buff *skb, int proto)
+{
+	return skb->vlan_present || proto == 0x8100 || proto == 0x88a8;
+}
+
+/* What a VM may receive: its own MAC, broadcast, and IPv4/IPv6 multicast (ARP,
+ * neighbour discovery, DHCP need them); never another VM's unicast flooded by the
+ * bridge, nor link-local control multicast (STP, LLDP). */
+static __always_inline int dst_mac_ok(const __u8 *d, const __u8 *own)
+{
+	if (mac_eq(d, own))
+		return 1;
+	if ((d[0] & d[1] & d[2] & d[3] & d[4] & d[5]) == 0xff)
+		return 1;
+	if (d[0] == 0x33 && d[1] == 0x33)
+		return 1;
+	return d[0] == 0x01 && d[1] == 0x00 && d[2] == 0x5e && !(d[3] & 0x80);
+}
+
+/* Neighbour discovery a VM sends: its link-layer address options (source or target)
+ * must name its own MAC. Options start after the fixed part (RS 8, NS and NA 24
+ * bytes); a zero-length option, a malformed address option or more than four options
+ * drop the packet. */
+static __always_inline int nd_options_ok(struct __sk_buff *skb, const struct pkt *p,
+					 const __u8 *own)
+{
+	if (p->family != 6 || p->proto != IPPROTO_ICMPV6 || !p->l4 || p->frag)
+		return 1;
+	__u32 off;
+	if (p->icmp_type == 133)
+		off = p->l4_off + 8;
+	else if (p->icmp_type == 135 || p->icmp_type == 136)
+		off = p->l4_off + 24;
+	else
+		return 1;
+	__u32 len = skb->len;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__u8 o[8];
+		if (off + 2 > len)
+			return 1;
+		if (bpf_skb_load_bytes(skb, off, o, 2))
+			return 0;
+		if (o[1] == 0)
+			return 0;
+		if (o[0] == 1 || o[0] == 2) {
+			if (o[1] != 1 || off + 8 > len)
+				return 0;
+			if (bpf_skb_load_bytes(skb, off, o, 8))
+				return 0;
+			if (!mac_eq(&o[2], own))
+				return 0;
+		}
+		off += (__u32)o[1] * 8;
+	}
+	return off + 2 > len;
+}
+
 SEC("classifier")
 int skiff_from_vm(struct __sk_buff *skb)
 {
@@ -738,9 +799,9 @@ int skiff_from_vm(struct __sk_buff *skb)
 	struct nic_cfg *nic = bpf_map_lookup_elem(&skf_nics, &ifindex);
 	if (!nic)
 		return TC_ACT_OK;
-	__u8 mac[8] = {};
-	int proto = eth_proto(skb, mac);
-	if (proto < 0 || !mac_eq(mac, nic->mac))
+	__u8 dmac[8] = {}, mac[8] = {};
+	int proto = eth_proto(skb, dmac, mac);
+	if (proto < 0 || tagged(skb, proto) || !mac_eq(mac, nic->mac))
 		return TC_ACT_SHOT;
 
 	if (proto == ETH_P_ARP) {
@@ -748,6 +809,9 @@ int skiff_from_vm(struct __sk_buff *skb)
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, a, sizeof(a)))
 			return TC_ACT_SHOT;
 		if (a[2] != 0x08 || a[3] != 0x00 || a[4] != 6 || a[5] != 4)
+			return TC_ACT_SHOT;
+		/* Requests and replies only. */
+		if (a[6] != 0 || (a[7] != 1 && a[7] != 2))
 			return TC_ACT_SHOT;
 		if (!mac_eq(&a[8], nic->mac))
 			return TC_ACT_SHOT;
@@ -778,7 +842,12 @@ int skiff_from_vm(struct __sk_buff *skb)
 	} else {
 		if (p.proto == IPPROTO_UDP && p.l4 && p.sport == 547)
 			return TC_ACT_SHOT;
+		/* Nor as a router: no router advertisements, no redirects. */
+		if (p.proto == IPPROTO_ICMPV6 && p.l4 && (p.icmp_type == 134 || p.icmp_type == 137))
+			return TC_ACT_SHOT;
 		if (p.has_target && !addr_known(ifindex, 6, p.nd_target))
+			return TC_ACT_SHOT;
+		if (!nd_options_ok(skb, &p, nic->mac))
 			return TC_ACT_SHOT;
 		if (!addr_known(ifindex, 6, p.src)) {
 			int local = (p.src[0] == 0xfe && (p.src[1] & 0xc0) == 0x80) || is_zero16(p.src);
@@ -807,9 +876,14 @@ int skiff_to_vm(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
 	struct nic_cfg *nic = bpf_map_lookup_elem(&skf_nics, &ifindex);
-	if (!nic || !(nic->flags & F_FILTERED))
+	if (!nic)
 		return TC_ACT_OK;
-	int proto = eth_proto(skb, 0);
+	__u8 dmac[8] = {}, smac[8] = {};
+	int proto = eth_proto(skb, dmac, smac);
+	if (proto < 0 || tagged(skb, proto) || !dst_mac_ok(dmac, nic->mac))
+		return TC_ACT_SHOT;
+	if (!(nic->flags & F_FILTERED))
+		return TC_ACT_OK;
 	if (proto == ETH_P_ARP)
 		return TC_ACT_OK;
 	if (proto != ETH_P_IP && proto != ETH_P_IPV6)

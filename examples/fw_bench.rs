@@ -83,6 +83,7 @@ fn test_run_table(dir: &std::path::Path) {
     let vm = "10.200.0.2";
     let frame = |src: &str, flags: u8| {
         let mut s = Spec::new(ip(src), ip(vm), TCP);
+        s.dst_mac = VM_MAC;
         s.tcp_flags = flags;
         s.build()
     };

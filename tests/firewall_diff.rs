@@ -192,7 +192,64 @@ fn random_frame(rng: &mut StdRng, dir: Dir) -> Vec<u8> {
         s.frag_offset = rng.gen_range(1..100);
     }
     s.payload = rng.gen_range(0..64);
+    if dir == Dir::In && rng.gen_bool(0.25) {
+        // What the bridge may flood or send besides the VM's own unicast.
+        s.dst_mac = [
+            [0xff; 6],
+            [0x33, 0x33, 0, 0, 0, 1],
+            [0x01, 0x00, 0x5e, 0, 0, 0xfb],
+            [0x01, 0x00, 0x5e, 0x80, 0, 1],
+            [0x02, 0, 0, 0, 0x99, 1],
+            [0x01, 0x80, 0xc2, 0, 0, 0x0e],
+        ][rng.gen_range(0..6)];
+    } else if dir == Dir::In {
+        s.dst_mac = VM_MAC;
+    }
     let mut f = s.build();
+    if family6
+        && proto == ICMPV6
+        && dir == Dir::Out
+        && s.frag_offset == 0
+        && matches!(s.icmp_type, 133 | 135 | 136)
+        && rng.gen_bool(0.7)
+    {
+        // Neighbour discovery with link-layer address options, right or wrong.
+        let fixed = 14 + 40 + if s.icmp_type == 133 { 8 } else { 24 };
+        f.resize(fixed, 0);
+        if s.icmp_type != 133 {
+            f[fixed - 16..fixed].copy_from_slice(&skiff::network::firewall::addr16(vm));
+        }
+        let mac = |rng: &mut StdRng| {
+            if rng.gen_bool(0.7) {
+                VM_MAC
+            } else {
+                [2, 0, 0, 0, 0, 9]
+            }
+        };
+        for _ in 0..rng.gen_range(0..6) {
+            match rng.gen_range(0..7) {
+                0..=2 => {
+                    f.extend_from_slice(&[rng.gen_range(1..3), 1]);
+                    f.extend_from_slice(&mac(rng));
+                }
+                3 => f.extend_from_slice(&[14, 1, 1, 2, 3, 4, 5, 6]),
+                4 => f.extend_from_slice(&[1, 0]),
+                5 => {
+                    f.extend_from_slice(&[2, 2]);
+                    f.extend_from_slice(&mac(rng));
+                    f.extend_from_slice(&[0; 8]);
+                }
+                _ => f.extend_from_slice(&[1, 1, 0x52, 0x54]),
+            }
+        }
+        let plen = (f.len() - 54) as u16;
+        f[18..20].copy_from_slice(&plen.to_be_bytes());
+    }
+    if rng.gen_bool(0.03) {
+        // 802.1Q or 802.1ad: a tag where the type was.
+        let tag: u16 = if rng.gen_bool(0.5) { 0x8100 } else { 0x88a8 };
+        f[12..14].copy_from_slice(&tag.to_be_bytes());
+    }
     if rng.gen_bool(0.03) {
         // BPF_PROG_TEST_RUN refuses frames whose IP header is cut: cut what follows.
         let min = if family6 { 54 } else { 34 };
@@ -397,6 +454,7 @@ fn a_restart_takes_over_the_pinned_maps() {
     };
     let syn = |port: u16| {
         let mut s = Spec::new(ip("10.9.9.9"), ip("10.1.2.3"), TCP);
+        s.dst_mac = VM_MAC;
         s.dport = port;
         s.sport = 40000 + port;
         s.build()

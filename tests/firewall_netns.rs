@@ -21,7 +21,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
-use skiff::network::firewall::packet::{ICMP, ICMPV6, TCP, UDP};
+use skiff::network::firewall::packet::{Spec, ICMP, ICMPV6, TCP, UDP};
 use skiff::network::firewall::{
     link_local, AttachMode, Dir, Firewall, FwRule, NicPolicy, Prefix, Timeouts,
 };
@@ -749,6 +749,36 @@ while time.time() < end:
 sys.exit(1)
 "#;
 
+/// Sends one raw frame (hex) on an interface.
+const RAW_SEND: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+s.send(bytes.fromhex(sys.argv[2]))
+"#;
+
+/// Watches an interface (promiscuous) for `secs` seconds and prints the markers
+/// (`SKM-` and four characters) of the frames it saw.
+const L2_WATCH: &str = r#"
+import socket, sys, time
+ifname, secs = sys.argv[1], float(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((ifname, 0))
+s.settimeout(0.1)
+print("ready", flush=True)
+seen = set()
+end = time.time() + secs
+while time.time() < end:
+    try:
+        f = s.recv(2048)
+    except socket.timeout:
+        continue
+    i = f.find(b"SKM-")
+    if i >= 0:
+        seen.add(f[i + 4:i + 8].decode(errors="replace"))
+print("seen " + " ".join(sorted(seen)), flush=True)
+"#;
+
 const PORT: u16 = 8080;
 
 #[test]
@@ -1287,4 +1317,97 @@ fn icmp_errors_about_tracked_flows_reach_a_vm_that_denies_inbound() {
     }
     // Unrelated ICMP stays out: B's echo requests to A are still dropped.
     assert!(!net.ping(B, net.v4(A), None), "B -> A ping must be dropped");
+}
+
+/// A frame from `src` to `dst` whose last eight bytes are `SKM-<tag>`.
+fn marked(mut s: Spec, tag: &str) -> Vec<u8> {
+    s.payload = s.payload.max(8);
+    let mut f = s.build();
+    let n = f.len();
+    f[n - 8..].copy_from_slice(format!("SKM-{tag}").as_bytes());
+    f
+}
+
+fn hex(f: &[u8]) -> String {
+    f.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Layer 2 cannot be abused: a VM sends no VLAN-tagged frames (802.1Q or 802.1ad,
+/// whether the kernel moved the tag into metadata or not), no router advertisements,
+/// no neighbour discovery naming another MAC; and it receives no unicast meant for
+/// another MAC that the bridge floods. Each refused frame has a twin that passes.
+#[test]
+fn layer2_abuse_is_dropped() {
+    let Some(net) = Net::new(2) else { return };
+    net.sync(&[net.policy(A, false, vec![]), net.policy(B, false, vec![])]);
+    let (a, b) = (net.vm(A), net.vm(B));
+    must(&["ip", "-n", &b.ns, "link", "set", "eth0", "promisc", "on"]);
+    let udp = |dst_mac: [u8; 6]| {
+        let mut s = Spec::new(IpAddr::V4(a.v4), IpAddr::V4(b.v4), UDP);
+        s.src_mac = a.mac;
+        s.dst_mac = dst_mac;
+        s.dport = 9;
+        s
+    };
+    let icmp6 = |ty: u8, dst_mac: [u8; 6], payload: usize| {
+        let mut s = Spec::new(IpAddr::V6(a.v6), "ff02::1".parse().unwrap(), ICMPV6);
+        s.src_mac = a.mac;
+        s.dst_mac = dst_mac;
+        s.icmp_type = ty;
+        s.payload = payload;
+        s
+    };
+    let all_nodes = [0x33, 0x33, 0, 0, 0, 1];
+    // Neighbour solicitations: a target, a source link-layer option, the marker.
+    let ns = |sll: [u8; 6], tag: &str| {
+        let mut f = marked(icmp6(135, all_nodes, 32), tag);
+        let opt = 14 + 40 + 24;
+        f[opt..opt + 2].copy_from_slice(&[1, 1]);
+        f[opt + 2..opt + 8].copy_from_slice(&sll);
+        f
+    };
+    let tagged = |tpid: [u8; 2], tag: &str| {
+        let f = marked(udp(b.mac), tag);
+        [&f[..12], &tpid[..], &[0, 100], &f[12..]].concat()
+    };
+    let flood_mac = [0x02, 0, 0, 0, 0x99, net.x];
+    let frames: Vec<(&str, Vec<u8>)> = vec![
+        ("ucst", marked(udp(b.mac), "ucst")),
+        ("flod", marked(udp(flood_mac), "flod")),
+        ("vlan", tagged([0x81, 0x00], "vlan")),
+        ("qinq", tagged([0x88, 0xa8], "qinq")),
+        ("nsok", ns(a.mac, "nsok")),
+        ("nsbd", ns([2, 0, 0, 0, 0, 9], "nsbd")),
+        ("rtad", marked(icmp6(134, all_nodes, 8), "rtad")),
+        ("redr", marked(icmp6(137, b.mac, 40), "redr")),
+    ];
+    let watch = net.spawn(B, L2_WATCH, &["eth0", "3"]);
+    watch.expect("ready", Duration::from_secs(5));
+    for (_, f) in &frames {
+        let o = net.exec(A, &[python(), "-c", RAW_SEND, "eth0", &hex(f)]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let seen = watch.line(Duration::from_secs(10));
+    let seen: Vec<&str> = seen
+        .strip_prefix("seen")
+        .unwrap_or_else(|| panic!("watcher: {seen}"))
+        .split_whitespace()
+        .collect();
+    for (tag, want) in [
+        ("ucst", true),
+        ("nsok", true),
+        ("flod", false),
+        ("vlan", false),
+        ("qinq", false),
+        ("nsbd", false),
+        ("rtad", false),
+        ("redr", false),
+    ] {
+        assert_eq!(
+            seen.contains(&tag),
+            want,
+            "frame {tag}: B {} it (saw {seen:?})",
+            if want { "must see" } else { "must not see" }
+        );
+    }
 }

@@ -8,7 +8,7 @@ use super::{check_name, invalid, sshkey, Page, Paged, Principal, ServiceError, S
 use crate::compute::Hypervisor;
 use crate::jobs::NewJob;
 use crate::model::{now, uuid_key, IpLease, Nic, SshKey, Vm, VmStatus};
-use crate::network::{random_mac, Cidr};
+use crate::network::Cidr;
 use crate::store::StoreError;
 
 /// A create request, as the API parsed it.
@@ -94,6 +94,22 @@ impl Services {
                     .unwrap_or("compute is disabled")
             ))
         })
+    }
+
+    /// A MAC no NIC on this host has (a frame to it must reach one VM only): the NIC
+    /// id's own, or, where a NIC from before has it, a random one checked the same way.
+    fn unique_mac(&self, nic_id: u64) -> Result<String, ServiceError> {
+        let taken: std::collections::HashSet<String> = self
+            .inner
+            .vms
+            .all()?
+            .into_iter()
+            .flat_map(|v| v.nics.into_iter().map(|n| n.mac))
+            .collect();
+        std::iter::once(crate::network::nic_mac(nic_id))
+            .chain(std::iter::repeat_with(crate::network::random_mac).take(64))
+            .find(|m| !taken.contains(m))
+            .ok_or_else(|| ServiceError::Unavailable("no free MAC address".into()))
     }
 
     /// What starting a guest needs: the hypervisor and, unless the operator turned it
@@ -352,7 +368,7 @@ impl Services {
                 id: nic_id,
                 kind: "public".into(),
                 network_name: self.inner.public_net.bridge.clone(),
-                mac: random_mac(),
+                mac: self.unique_mac(nic_id)?,
                 ip,
                 prefix,
                 gateway,

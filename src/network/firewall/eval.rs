@@ -78,7 +78,7 @@ impl Evaluator {
         let Some((proto, mac)) = packet::ethernet(frame) else {
             return false;
         };
-        if mac != policy.mac {
+        if mac != policy.mac || packet::is_vlan(proto) {
             return false;
         }
         if proto == ETH_P_ARP {
@@ -86,6 +86,9 @@ impl Evaluator {
                 return false;
             };
             if a[2..6] != [0x08, 0x00, 6, 4] || a[8..14] != policy.mac {
+                return false;
+            }
+            if a[6] != 0 || (a[7] != 1 && a[7] != 2) {
                 return false;
             }
             let mut spa = [0u8; 16];
@@ -112,6 +115,12 @@ impl Evaluator {
             if udp(547, None) {
                 return false;
             }
+            if p.proto == ICMPV6 && p.l4 && (p.icmp_type == 134 || p.icmp_type == 137) {
+                return false;
+            }
+            if !nd_options_ok(frame, &p, &policy.mac) {
+                return false;
+            }
             if let Some(t) = p.nd_target {
                 if !Self::known(policy, 6, &t) {
                     return false;
@@ -135,12 +144,16 @@ impl Evaluator {
     }
 
     fn sent_to_vm(&mut self, policy: &NicPolicy, version: u32, frame: &[u8], now: u64) -> bool {
-        if !policy.filtered {
-            return true;
-        }
         let Some((proto, _)) = packet::ethernet(frame) else {
             return false;
         };
+        let dst: [u8; 6] = frame[..6].try_into().unwrap_or_default();
+        if packet::is_vlan(proto) || !dst_mac_ok(&dst, &policy.mac) {
+            return false;
+        }
+        if !policy.filtered {
+            return true;
+        }
         if proto == ETH_P_ARP {
             return true;
         }
@@ -351,6 +364,43 @@ fn lookup_port(p: &IpPacket) -> u16 {
 /// The rules' verdict for a new flow: the id of the rule that allows it (0 for the open
 /// egress default), or None. The first rule of the packet's own protocol wins, then the
 /// first rule for every protocol; a fragment is matched by the latter only.
+/// Unicast to the NIC's own MAC, broadcast, IPv6 multicast (33:33) and IPv4 multicast
+/// (01:00:5e, lower half): what a VM receives (as `dst_mac_ok` in the C).
+pub fn dst_mac_ok(d: &[u8; 6], own: &[u8; 6]) -> bool {
+    d == own
+        || d == &[0xff; 6]
+        || (d[0] == 0x33 && d[1] == 0x33)
+        || (d[0] == 0x01 && d[1] == 0x00 && d[2] == 0x5e && d[3] & 0x80 == 0)
+}
+
+/// Neighbour discovery a VM sends names only its own MAC in link-layer address
+/// options (as `nd_options_ok` in the C: at most four options, none of length zero).
+pub fn nd_options_ok(frame: &[u8], p: &IpPacket, own: &[u8; 6]) -> bool {
+    if p.family != 6 || p.proto != ICMPV6 || !p.l4 || p.frag {
+        return true;
+    }
+    let mut off = match p.icmp_type {
+        133 => p.l4_off + 8,
+        135 | 136 => p.l4_off + 24,
+        _ => return true,
+    };
+    let len = frame.len();
+    for _ in 0..4 {
+        if off + 2 > len {
+            return true;
+        }
+        let (t, l) = (frame[off], frame[off + 1]);
+        if l == 0 {
+            return false;
+        }
+        if (t == 1 || t == 2) && (l != 1 || off + 8 > len || frame[off + 2..off + 8] != own[..]) {
+            return false;
+        }
+        off += usize::from(l) * 8;
+    }
+    off + 2 > len
+}
+
 pub fn decide(
     policy: &NicPolicy,
     dir: Dir,

@@ -66,6 +66,11 @@ fn get(b: &[u8], off: usize, len: usize) -> Option<&[u8]> {
 }
 
 /// The EtherType and source MAC, or None when the frame is shorter than its header.
+/// 802.1Q or 802.1ad: a tagged frame.
+pub fn is_vlan(ethertype: u16) -> bool {
+    ethertype == 0x8100 || ethertype == 0x88a8
+}
+
 pub fn ethernet(b: &[u8]) -> Option<(u16, [u8; 6])> {
     let h = get(b, 0, 14)?;
     let mut mac = [0u8; 6];
