@@ -57,6 +57,7 @@ pub struct Config {
     pub network: NetworkConfig,
     pub backup: BackupConfig,
     pub quotas: QuotaConfig,
+    pub admission: AdmissionConfig,
     /// Bearer token for `/metrics` from anywhere; empty: only loopback may scrape.
     pub metrics_token: String,
     /// Reverse proxies in front of skiff: for requests from these addresses the last
@@ -65,17 +66,80 @@ pub struct Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
-/// Per-account bounds on what one tenant may hold of the shared host.
+/// Per-account bounds on what one tenant may hold of the shared host (defaults;
+/// `skiff admin set-quota` overrides them per account).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuotaConfig {
-    /// Images saved from VMs (`save-image`), per account.
-    pub saved_images: usize,
+    pub vms: u64,
+    pub vcpus: u64,
+    pub memory_gib: u64,
+    pub disk_gib: u64,
+    /// Public IPv4 addresses (one per VM today).
+    pub public_ips: u64,
+    /// Images saved from VMs (`save-image`).
+    pub saved_images: u64,
+    pub security_groups: u64,
+    pub rules_per_group: u64,
+    pub groups_per_nic: u64,
+    /// Backup points, and what they may add to the shared store.
+    pub backups: u64,
+    pub backup_gib: u64,
+}
+
+impl QuotaConfig {
+    /// The quota's value by its name (`skiff admin set-quota`, error messages).
+    pub fn get(&self, name: &str) -> Option<u64> {
+        Some(match name {
+            "vms" => self.vms,
+            "vcpus" => self.vcpus,
+            "memory_gib" => self.memory_gib,
+            "disk_gib" => self.disk_gib,
+            "public_ips" => self.public_ips,
+            "saved_images" => self.saved_images,
+            "security_groups" => self.security_groups,
+            "rules_per_group" => self.rules_per_group,
+            "groups_per_nic" => self.groups_per_nic,
+            "backups" => self.backups,
+            "backup_gib" => self.backup_gib,
+            _ => return None,
+        })
+    }
 }
 
 impl Default for QuotaConfig {
     fn default() -> Self {
-        QuotaConfig { saved_images: 10 }
+        QuotaConfig {
+            vms: 20,
+            vcpus: 40,
+            memory_gib: 80,
+            disk_gib: 1000,
+            public_ips: 20,
+            saved_images: 10,
+            security_groups: 50,
+            rules_per_group: 100,
+            groups_per_nic: 5,
+            backups: 200,
+            backup_gib: 1000,
+        }
+    }
+}
+
+/// What the host admits, all accounts together: guests' memory and disk against the
+/// host's, times these ratios.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionConfig {
+    pub memory_overcommit: f64,
+    pub disk_overcommit: f64,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            memory_overcommit: 1.0,
+            disk_overcommit: 4.0,
+        }
     }
 }
 
@@ -289,6 +353,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             backup: BackupConfig::default(),
             quotas: QuotaConfig::default(),
+            admission: AdmissionConfig::default(),
             metrics_token: String::new(),
             trusted_proxies: Vec::new(),
         }

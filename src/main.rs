@@ -168,6 +168,14 @@ enum AdminCommand {
     SetTier { key_id: uuid::Uuid, tier: String },
     /// Set a user's dashboard password (10+ characters), read from standard input.
     SetPassword { user: String },
+    /// Set one quota of an account (name or id): vms, vcpus, memory_gib, disk_gib,
+    /// public_ips, saved_images, security_groups, rules_per_group, groups_per_nic,
+    /// backups, backup_gib; `default` returns it to the configuration's value.
+    SetQuota {
+        account: String,
+        quota: String,
+        value: String,
+    },
     /// Make an account (name or id) the host operator's, or with --revoke a tenant's
     /// again: host capacity, diagnostics and repository-wide jobs are operators' only.
     SetOperator {
@@ -339,6 +347,21 @@ fn main() -> anyhow::Result<()> {
                         .context("tier must be standard, high or unlimited")?;
                     let k = services.set_key_tier(&key_id, t)?;
                     println!("{} ({}) is now {}", k.id, k.key_prefix, t.as_str());
+                }
+                AdminCommand::SetQuota {
+                    account,
+                    quota,
+                    value,
+                } => {
+                    let v = match value.as_str() {
+                        "default" => None,
+                        v => Some(
+                            v.parse::<u64>()
+                                .context("the value must be a number or default")?,
+                        ),
+                    };
+                    services.set_quota(&account, &quota, v)?;
+                    println!("{quota} of {account}: {value}");
                 }
                 AdminCommand::SetOperator { account, revoke } => {
                     let a = services.set_operator(&account, !revoke)?;

@@ -14,6 +14,10 @@ pub struct Account {
     /// grants it): host capacity, diagnostics and repository-wide jobs are its alone.
     #[serde(default)]
     pub operator: bool,
+    /// Quotas set for this account (`skiff admin set-quota`), by name; the others are
+    /// the configuration's defaults.
+    #[serde(default)]
+    pub quotas: std::collections::BTreeMap<String, u64>,
 }
 
 impl Record for Account {

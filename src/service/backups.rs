@@ -129,6 +129,21 @@ impl Services {
                 vm.status.as_str()
             )));
         }
+        let (mut count, mut bytes) = (0u64, 0u64);
+        for b in self.inner.backups.all()? {
+            if b.account_id == vm.account_id {
+                count += 1;
+                bytes += b.stored_bytes;
+            }
+        }
+        self.check_quota(&vm.account_id, "backups", count, 1)?;
+        let limit = self.quota(&vm.account_id, "backup_gib")?;
+        if bytes >= limit << 30 {
+            return Err(ServiceError::Forbidden(format!(
+                "quota exceeded: backup_gib = {limit} per account ({} GiB stored; delete backups first)",
+                bytes >> 30
+            )));
+        }
         let chain = self.backup_chain(&vm.id)?;
         let b = Backup {
             id: Uuid::new_v4(),

@@ -84,6 +84,7 @@ impl Services {
             name: name.into(),
             created_at: t,
             operator,
+            quotas: Default::default(),
         };
         let user = User {
             id: Uuid::new_v4(),

@@ -12,6 +12,7 @@ mod host;
 mod init;
 mod jobs;
 mod projects;
+mod quotas;
 mod roles;
 mod security_groups;
 mod ssh_keys;
@@ -152,6 +153,7 @@ struct Inner {
     jobs: JobEngine,
     catalog: CatalogConfig,
     quotas: crate::config::QuotaConfig,
+    admission: crate::config::AdmissionConfig,
     public_net: PublicNetworkConfig,
     tap_prefix: String,
     vm_root: std::path::PathBuf,
@@ -288,6 +290,7 @@ impl Services {
                 jobs,
                 catalog: cfg.catalog.clone(),
                 quotas: cfg.quotas.clone(),
+                admission: cfg.admission.clone(),
                 public_net: cfg.network.public.clone(),
                 tap_prefix: cfg.network.tap_prefix.clone(),
                 vm_root: cfg.data_dir.join("vms"),

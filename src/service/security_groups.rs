@@ -396,6 +396,15 @@ impl Services {
         };
         rules.extend(w.rules.unwrap_or_default());
         let rules = self.number_rules(&project.id, rules, &[])?;
+        let held = self
+            .inner
+            .groups
+            .all()?
+            .iter()
+            .filter(|g| g.account_id == who.account_id)
+            .count() as u64;
+        self.check_quota(&who.account_id, "security_groups", held, 1)?;
+        self.check_quota(&who.account_id, "rules_per_group", 0, rules.len() as u64)?;
         let t = now();
         let g = SecurityGroup {
             id: Uuid::new_v4(),
@@ -442,6 +451,9 @@ impl Services {
             Some(r) => Some(self.number_rules(&g.project_id, r, &g.rules)?),
             None => None,
         };
+        if let Some(r) = &rules {
+            self.check_quota(&g.account_id, "rules_per_group", 0, r.len() as u64)?;
+        }
         let g = self
             .inner
             .groups
@@ -595,6 +607,10 @@ impl Services {
         }
         if attach && nic.security_groups.contains(group_id) {
             return Ok(());
+        }
+        if attach {
+            let on_nic = nic.security_groups.len() as u64;
+            self.check_quota(&vm.account_id, "groups_per_nic", on_nic, 1)?;
         }
         if attach && self.inner.firewall.is_none() {
             return Err(ServiceError::Unavailable(format!(

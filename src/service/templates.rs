@@ -275,7 +275,6 @@ impl Services {
                 vm.status.as_str()
             )));
         }
-        let quota = self.inner.quotas.saved_images;
         let held = self
             .inner
             .templates
@@ -283,11 +282,7 @@ impl Services {
             .iter()
             .filter(|t| t.owner.is_some_and(|o| o.account_id == vm.account_id))
             .count();
-        if held >= quota {
-            return Err(ServiceError::Forbidden(format!(
-                "quota exceeded: saved_images = {quota} per account (delete an image first)"
-            )));
-        }
+        self.check_quota(&vm.account_id, "saved_images", held as u64, 1)?;
         let base = self.find_template(&vm.template_id, &vm.project_id)?;
         let disk_path = self
             .inner

@@ -335,6 +335,18 @@ impl Services {
         if ssh_keys.is_empty() && password_hash.is_none() {
             return Err(invalid("give ssh_keys, a password, or both"));
         }
+        // Quotas and the host's room before anything is recorded.
+        self.admit_vm(
+            &who.account_id,
+            super::quotas::VmSize {
+                vms: 1,
+                vcpus: plan.vcpu.max(0) as u64,
+                memory_gib: plan.memory_gib.max(0) as u64,
+                disk_gib: plan.ssd_gib.max(0) as u64,
+                public_ips: 1,
+            },
+            None,
+        )?;
         self.can_boot()?;
         if template.image.is_none() {
             return Err(ServiceError::Unavailable(format!(
@@ -611,6 +623,19 @@ impl Services {
                 plan.id, plan.ssd_gib, vm.storage_gib
             )));
         }
+        let mut after = vm.clone();
+        after.vcpus = plan.vcpu;
+        after.ram_gib = plan.memory_gib;
+        after.storage_gib = vm.storage_gib.max(plan.ssd_gib);
+        self.admit_vm(
+            &vm.account_id,
+            super::quotas::VmSize {
+                vms: 0,
+                public_ips: 0,
+                ..super::quotas::VmSize::of(&after)
+            },
+            Some(&vm.id),
+        )?;
         self.reconfigure(&vm, |v| {
             v.pricing_id = plan.id;
             v.vcpus = plan.vcpu;
@@ -654,6 +679,19 @@ impl Services {
             return Err(invalid("new_size must be at most 10000 GB"));
         }
         Self::require_stopped(&vm, "resizing its disk")?;
+        let mut after = vm.clone();
+        after.storage_gib = new_size;
+        self.admit_vm(
+            &vm.account_id,
+            super::quotas::VmSize {
+                vms: 0,
+                vcpus: 0,
+                memory_gib: 0,
+                public_ips: 0,
+                ..super::quotas::VmSize::of(&after)
+            },
+            Some(&vm.id),
+        )?;
         self.reconfigure(&vm, |v| v.storage_gib = new_size)
     }
 
