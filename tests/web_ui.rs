@@ -517,3 +517,46 @@ fn console_websocket_needs_this_dashboards_origin() {
     // This dashboard's own origin passes the gate (and the VM does not exist).
     assert_eq!(upgrade(Some(&s.base)), 404);
 }
+
+/// Secrets never reach the log, even at the most verbose level: the keys and passwords
+/// this test makes and uses are searched for in everything skiff wrote to stderr.
+#[test]
+fn secrets_never_reach_the_log() {
+    let mut s = Server::start(RELAXED);
+    s.kill();
+    let log_path = s.dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    s.spawn_logging("trace", log.into());
+    // A dashboard sign-in, wrong then right.
+    let mut b = Browser::new(&s.base);
+    assert_eq!(b.sign_in(&s.admin.user, "not-the-password-71").status, 401);
+    assert_eq!(b.sign_in(&s.admin.user, &s.admin.password).status, 303);
+    // A new API key, used once.
+    let r = s
+        .admin_call("POST", "/api/v1/api-keys")
+        .json(json!({"name": "logged?", "role_id": null}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let key = r.body["data"]["secret"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.call("GET", "/api/v1/projects").key(&key).send().status,
+        200
+    );
+    // A wrong key, too.
+    let wrong = format!("{}0", &key[..key.len() - 1]);
+    assert_eq!(
+        s.call("GET", "/api/v1/projects").key(&wrong).send().status,
+        401
+    );
+    s.kill();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("signed in"), "the log was written: {text}");
+    for secret in [
+        s.admin.api_key.as_str(),
+        s.admin.password.as_str(),
+        "not-the-password-71",
+        key.as_str(),
+        wrong.as_str(),
+    ] {
+        assert!(!text.contains(secret), "a secret is in the log");
+    }
+}

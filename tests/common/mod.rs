@@ -168,15 +168,20 @@ impl Server {
 
     /// Starts `skiff serve` on an ephemeral port and waits for its listening line.
     pub fn spawn(&mut self) {
+        self.spawn_logging("warn", Stdio::inherit());
+    }
+
+    /// `spawn` with the log filter `level` and the log (stderr) sent to `log`.
+    pub fn spawn_logging(&mut self, level: &str, log: Stdio) {
         let mut child = Command::new(BIN)
             .arg("--data-dir")
             .arg(self.data())
             .arg("--config")
             .arg(self.config())
             .args(["--listen", "127.0.0.1:0", "serve"])
-            .env("SKIFF_LOG", "warn")
+            .env("SKIFF_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("spawn skiff serve");
         let stdout = child.stdout.take().expect("stdout");
