@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use skiff::network::firewall::packet::{Spec, TCP};
-use skiff::network::firewall::{Dir, Firewall, FwRule, NicPolicy, Prefix, Timeouts};
+use skiff::network::firewall::{AttachMode, Dir, Firewall, FwRule, NicPolicy, Prefix, Timeouts};
 
 const VM_MAC: [u8; 6] = [0x52, 0x54, 0, 0x0b, 0xe7, 0x01];
 
@@ -79,7 +79,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn test_run_table(dir: &std::path::Path) {
-    let fw = Firewall::open(dir, Timeouts::default()).expect("load");
+    let fw = Firewall::open_mode(dir, Timeouts::default(), AttachMode::Tcx).expect("load");
     let vm = "10.200.0.2";
     let frame = |src: &str, flags: u8| {
         let mut s = Spec::new(ip(src), ip(vm), TCP);
@@ -473,12 +473,16 @@ fn main() {
     let net = Net::up();
     let fd = raw_socket(&net);
     blast(&net, fd, 1.0); // warm-up
-    let configs: [(&str, usize); 8] = [
+    let configs: [(&str, usize); 9] = [
         ("none", 0),
         ("skiff, NIC without groups (anti-spoofing only)", 0),
         ("skiff, every packet decided by the rules", 1),
         ("skiff, every packet decided by the rules", 10_000),
         ("skiff, packets of tracked connections", 10_000),
+        (
+            "skiff (classic TC), every packet decided by the rules",
+            10_000,
+        ),
         ("nftables, linear rules (netdev ingress)", 100),
         ("nftables, linear rules (netdev ingress)", 10_000),
         ("nftables, one set (netdev ingress)", 10_000),
@@ -490,7 +494,12 @@ fn main() {
                 // A fresh load per row; removing the pins detaches everything after.
                 let home = std::fs::File::open("/proc/self/ns/net").unwrap();
                 enter(&net.ns("h"));
-                let fw = Firewall::open(&dir, Timeouts::default()).expect("load");
+                let mode = if name.contains("classic TC") {
+                    AttachMode::Tc
+                } else {
+                    AttachMode::Tcx
+                };
+                let fw = Firewall::open_mode(&dir, Timeouts::default(), mode).expect("load");
                 let ix = fw.attach("t0").unwrap();
                 // SAFETY: back to where this thread came from.
                 assert_eq!(
@@ -506,6 +515,21 @@ fn main() {
                 let pps = blast(&net, fd, secs);
                 drop(fw);
                 let _ = std::fs::remove_dir_all(&dir);
+                if mode == AttachMode::Tc {
+                    // Classic filters belong to the tap, not to the pins.
+                    sh(&[
+                        "ip",
+                        "netns",
+                        "exec",
+                        &net.ns("h"),
+                        "tc",
+                        "qdisc",
+                        "del",
+                        "dev",
+                        "t0",
+                        "clsact",
+                    ]);
+                }
                 pps
             } else if name.starts_with("nftables") {
                 nft(&net, &nft_rules(*n, name.contains("set")));

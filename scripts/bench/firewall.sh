@@ -17,7 +17,7 @@ OUT=$(target/release/examples/fw_bench "$SECS")
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 TABLE=$(cat <<MD
 <!-- firewall-bench:start -->
-## Security groups (issue 5)
+## Security groups (issues 5, 13)
 
 \`bash scripts/bench/firewall.sh $SECS\` — release build, kernel $(uname -r), $(nproc) cores ($CPU),
 measured $(date -u +%Y-%m-%d). Rules are inbound TCP rules, each for its own /32 and port;
@@ -32,6 +32,8 @@ $OUT
   same after a SYN opened the flow (one conntrack lookup). Costs include
   BPF_PROG_TEST_RUN's own overhead (the "NIC without groups" row: parsing and
   anti-spoofing only).
+- "skiff (classic TC)": the same programs attached through a clsact qdisc and a
+  direct-action filter, as on kernels without TCX (\`[network.firewall] attach\`).
 - veth rows: one sender namespace blasting 256 flows with AF_PACKET through a router
   namespace to the "VM" namespace; skiff runs on the VM's tap (tc egress), nftables in a
   netdev ingress chain on the router's inbound veth (stateless, like the rules alone).
