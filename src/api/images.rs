@@ -28,6 +28,7 @@ pub(super) fn dto(t: model::Template) -> VMImage {
     params(("X-Project-ID" = Option<uuid::Uuid>, Header, description = "Only this project's images; omit for every project the caller sees")),
     responses(
         (status = 200, description = "Saved images, oldest first", body = VMImageList),
+        (status = 400, description = "X-Project-ID malformed", body = Error),
         (status = 401, description = "Authentication required", body = Error),
         (status = 404, description = "No such project", body = Error),
     )
