@@ -1,7 +1,8 @@
 //! The Debian package (issue 7): `scripts/test-package.sh` builds it twice from this
 //! build's binary, runs lintian, installs it into a clean Debian 12 root made with
 //! debootstrap, checks the installed files and `skiff serve` over HTTPS, upgrades it
-//! with the data intact, then removes and purges it. Needs root (chroot, mounts,
+//! with the data intact, boots a guest from the installed binary and configuration
+//! (the root's own libvirtd beside it), then removes and purges it. Needs root (chroot, mounts,
 //! network namespaces).
 
 use std::path::Path;
