@@ -205,6 +205,7 @@ pub async fn serve(cfg: Config, on_first_start: impl FnOnce(&InitReport)) -> Res
         App::new()
             .app_data(state.clone())
             .app_data(ui.clone())
+            .wrap(from_fn(api::durable))
             .wrap(from_fn(api::observe))
             .configure(dashboard::configure)
             .configure(|c| api::configure(c, max_body))

@@ -219,7 +219,8 @@ pub struct ComputeConfig {
     /// Serial-console substrings that mean the guest has booted (cloud-init's final
     /// line, a login prompt, the test template's marker).
     pub ready_markers: Vec<String>,
-    /// A guest that shows no marker by then is taken as booted anyway.
+    /// A guest that shows no marker and no guest agent by then is stopped and its
+    /// boot fails with the console's tail.
     pub boot_timeout_secs: u64,
     /// How long a stop waits for the guest to power off before pulling the plug.
     pub stop_timeout_secs: u64,

@@ -199,3 +199,95 @@ fn accounts_and_roles_are_isolated() {
         .error(403);
     assert!(m.contains("account.apikeys.create"), "{m}");
 }
+
+#[test]
+fn contract_rules_on_project_headers_nulls_denials_and_deletes() {
+    let s = Server::start(RELAXED);
+    let p = s.admin.project_id.clone();
+    let r = s
+        .admin_call("POST", "/api/v1/projects")
+        .json(json!({"name": "holder"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let q = r.body["data"]["id"].as_str().unwrap().to_string();
+
+    // `null` is not "unset": refused, nothing created or changed.
+    let m = s
+        .admin_call("POST", "/api/v1/projects")
+        .json(json!({"name": "n", "default_region": null}))
+        .error(400);
+    assert!(m.contains("null"), "{m}");
+    s.admin_call("PUT", &format!("/api/v1/projects/{q}"))
+        .json(json!({"name": "renamed", "description": null}))
+        .error(400);
+    let r = s.admin_call("GET", &format!("/api/v1/projects/{q}")).send();
+    assert_eq!(r.body["data"]["name"], "holder");
+
+    // A group in the new project: its get, update and delete need the header, and
+    // the header must name the group's project.
+    let r = s
+        .admin_call("POST", "/api/v1/security-groups")
+        .project(&q)
+        .json(json!({"name": "g", "template_id": "ssh"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let g = r.body["data"]["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/security-groups/{g}");
+    let m = s.admin_call("GET", &path).send().error(400);
+    assert!(m.contains("X-Project-ID required"), "{m}");
+    s.admin_call("GET", &path).project(&p).send().error(404);
+    s.admin_call("GET", &path)
+        .header("X-Project-ID", "")
+        .send()
+        .error(400);
+    assert_eq!(s.admin_call("GET", &path).project(&q).send().status, 200);
+    s.admin_call("DELETE", &path).send().error(400);
+    s.admin_call("DELETE", &path).project(&p).send().error(404);
+
+    // The project holds the group: not deleted, and it says why.
+    let m = s
+        .admin_call("DELETE", &format!("/api/v1/projects/{q}"))
+        .send()
+        .error(409);
+    assert!(m.contains("1 security groups"), "{m}");
+    assert_eq!(s.admin_call("GET", &path).project(&q).send().status, 200);
+    assert_eq!(
+        s.admin_call("DELETE", &path).project(&q).send().status,
+        200
+    );
+    assert_eq!(
+        s.admin_call("DELETE", &format!("/api/v1/projects/{q}"))
+            .send()
+            .status,
+        200
+    );
+
+    // Deleting VMs: asking to delete volumes or VPCs skiff does not have is refused.
+    let vm = "6f1c1c52-0000-4000-8000-00000000beef";
+    for body in [
+        json!({"volume_action": "delete"}),
+        json!({"delete_vpc": true}),
+        json!({"volume_action": "shred"}),
+    ] {
+        s.admin_call("DELETE", &format!("/api/v1/vms/{vm}"))
+            .project(&p)
+            .json(body)
+            .error(400);
+    }
+    let m = s
+        .admin_call("DELETE", "/api/v1/vms/bulk")
+        .project(&p)
+        .json(json!({"ids": [vm], "volume_action": "delete"}))
+        .error(400);
+    assert!(m.contains("no volumes"), "{m}");
+
+    // A permission denial carries the contract's 403 body, with a reason.
+    let r = s
+        .admin_call("POST", "/api/v1/api-keys")
+        .json(json!({"name": "viewer"}));
+    let member = r.body["data"]["secret"].as_str().unwrap().to_string();
+    let r = s
+        .call("POST", "/api/v1/projects")
+        .key(&member)
+        .json(json!({"name": "x"}));
+    r.error(403);
+    assert_eq!(r.body["reason"], "forbidden", "{}", r.text);
+}

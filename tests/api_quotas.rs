@@ -44,7 +44,7 @@ fn over_quota_requests_are_refused_and_change_nothing() {
     };
 
     // Plan 3 has 2 vCPUs: over the quota of 1.
-    let msg = post_vm(&s, 3).error(403);
+    let msg = post_vm(&s, 3).error(402);
     assert!(msg.contains("quota exceeded: vcpus = 1"), "{msg}");
     // Plan 1 (1 vCPU) passes quotas and admission; compute is off here.
     post_vm(&s, 1).error(503);
@@ -59,12 +59,12 @@ fn over_quota_requests_are_refused_and_change_nothing() {
             .project(&p)
             .json(json!({"name": name, "rules": rules}))
     };
-    let msg = group("big", 3).error(403);
+    let msg = group("big", 3).error(402);
     assert!(msg.contains("rules_per_group = 2"), "{msg}");
     let r = group("one", 2);
     assert_eq!(r.status, 201, "{}", r.text);
     let id = r.body["data"]["id"].as_str().unwrap().to_string();
-    let msg = group("two", 0).error(403);
+    let msg = group("two", 0).error(402);
     assert!(msg.contains("security_groups = 1"), "{msg}");
     let rules: Vec<Value> = (0..3)
         .map(|i| json!({"rule_type": "INBOUND", "protocol": "TCP", "range": format!("{}", 200 + i), "ip": "0.0.0.0/0"}))
@@ -73,7 +73,7 @@ fn over_quota_requests_are_refused_and_change_nothing() {
         .admin_call("PUT", &format!("/api/v1/security-groups/{id}"))
         .project(&p)
         .json(json!({"rules": rules}))
-        .error(403);
+        .error(402);
     assert!(msg.contains("rules_per_group = 2"), "{msg}");
     let g = s
         .admin_call("GET", &format!("/api/v1/security-groups/{id}"))

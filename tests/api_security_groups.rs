@@ -78,6 +78,7 @@ fn security_group_crud_templates_and_rule_validation() {
     // Bad rules: 400, naming the rule, and nothing changes.
     let before = s
         .admin_call("GET", &format!("/api/v1/security-groups/{id}"))
+        .project(&s.admin.project_id)
         .send();
     for (bad, why) in [
         (
@@ -147,6 +148,7 @@ fn security_group_crud_templates_and_rule_validation() {
     ] {
         let m = s
             .admin_call("PUT", &format!("/api/v1/security-groups/{id}"))
+            .project(&s.admin.project_id)
             .json(
                 json!({"rules": [{"protocol": "UDP", "rule_type": "INBOUND", "range": "53"}, bad]}),
             )
@@ -159,6 +161,7 @@ fn security_group_crud_templates_and_rule_validation() {
     }
     let after = s
         .admin_call("GET", &format!("/api/v1/security-groups/{id}"))
+        .project(&s.admin.project_id)
         .send();
     assert_eq!(before.body, after.body, "refused updates change nothing");
 
@@ -186,6 +189,7 @@ fn security_group_crud_templates_and_rule_validation() {
     let ssh_id = rs.iter().find(|x| x["range"] == "80").unwrap()["id"].clone();
     let r = s
         .admin_call("PUT", &format!("/api/v1/security-groups/{id}"))
+        .project(&s.admin.project_id)
         .json(json!({"name": "web2", "rules": [
             {"protocol": "TCP", "rule_type": "INBOUND", "range": "80", "ip": ""},
             {"protocol": "TCP", "rule_type": "INBOUND", "range": "22", "ip": "192.168.1.0/24"}
@@ -201,6 +205,7 @@ fn security_group_crud_templates_and_rule_validation() {
         (json!("192.168.1.0"), json!(24))
     );
     s.admin_call("PUT", &format!("/api/v1/security-groups/{id}"))
+        .project(&s.admin.project_id)
         .json(json!({}))
         .error(400);
 
@@ -216,22 +221,26 @@ fn security_group_crud_templates_and_rule_validation() {
     let db = r.body["data"]["id"].as_str().unwrap().to_string();
     let m = s
         .admin_call("DELETE", &format!("/api/v1/security-groups/{id}"))
+        .project(&s.admin.project_id)
         .send()
         .error(409);
     assert!(m.contains("remote group"), "{m}");
     assert_eq!(
         s.admin_call("DELETE", &format!("/api/v1/security-groups/{db}"))
+            .project(&s.admin.project_id)
             .send()
             .status,
         200
     );
     assert_eq!(
         s.admin_call("DELETE", &format!("/api/v1/security-groups/{id}"))
+            .project(&s.admin.project_id)
             .send()
             .status,
         200
     );
     s.admin_call("GET", &format!("/api/v1/security-groups/{id}"))
+        .project(&s.admin.project_id)
         .send()
         .error(404);
 

@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 fn wait_backup(s: &Server, id: &str, want: &str) -> Value {
     let until = Instant::now() + Duration::from_secs(300);
     loop {
-        let r = s.admin_call("GET", &format!("/api/v1/backups/{id}")).send();
+        let r = s
+            .admin_call("GET", &format!("/api/v1/backups/{id}"))
+            .project(&s.admin.project_id)
+            .send();
         assert_eq!(r.status, 200, "{}", r.text);
         let st = r.body["data"]["status"].as_str().unwrap().to_string();
         if st == want {
@@ -302,6 +305,7 @@ fn backups_of_a_real_guest_through_dirty_bitmaps() {
         "GET",
         &format!("/api/v1/backups/{}", b0["id"].as_str().unwrap()),
     )
+    .project(&p)
     .send()
     .error(404);
     wait_jobs_idle(&s, &p, Duration::from_secs(60));
@@ -390,6 +394,7 @@ fn backups_of_a_real_guest_through_dirty_bitmaps() {
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
     s.admin_call("GET", &format!("/api/v1/backup-schedules/{sid}"))
+        .project(&s.admin.project_id)
         .send()
         .error(404);
     let r = s.admin_call("GET", "/api/v1/backups").send();
@@ -410,6 +415,7 @@ fn backups_of_a_real_guest_through_dirty_bitmaps() {
         loop {
             let r = s
                 .admin_call("GET", &format!("/api/v1/backup-schedules/{sid}"))
+                .project(&s.admin.project_id)
                 .send();
             let d = r.body["data"].clone();
             let new_run = d["last_run_at"].as_str().is_some_and(|t| Some(t) != after);
@@ -458,6 +464,7 @@ fn backups_of_a_real_guest_through_dirty_bitmaps() {
         "GET",
         &format!("/api/v1/backups/{}", one[0]["id"].as_str().unwrap()),
     )
+    .project(&p)
     .send()
     .error(404);
 

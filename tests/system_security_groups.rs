@@ -71,6 +71,7 @@ fn diag() -> String {
 fn put(s: &Server, g: &str, rules: Value) {
     let r = s
         .admin_call("PUT", &format!("/api/v1/security-groups/{g}"))
+        .project(&s.admin.project_id)
         .json(json!({ "rules": rules }));
     assert_eq!(r.status, 200, "{}", r.text);
 }
@@ -124,6 +125,7 @@ fn rule_changes_reach_a_real_guest_within_a_second() {
     assert_eq!(nets.body["data"][0]["security_group_id"], json!(g));
     let got = s
         .admin_call("GET", &format!("/api/v1/security-groups/{g}"))
+        .project(&s.admin.project_id)
         .send();
     assert_eq!(got.body["data"]["vm_count"], 1);
 
@@ -136,6 +138,7 @@ fn rule_changes_reach_a_real_guest_within_a_second() {
     }
     let r = s
         .admin_call("GET", &format!("/api/v1/security-groups/{g}"))
+        .project(&s.admin.project_id)
         .send();
     let rule = &r.body["data"]["rules"][0];
     assert!(
@@ -167,6 +170,7 @@ fn rule_changes_reach_a_real_guest_within_a_second() {
     // Attached: cannot be deleted.
     let m = s
         .admin_call("DELETE", &format!("/api/v1/security-groups/{g}"))
+        .project(&s.admin.project_id)
         .send()
         .error(409);
     assert!(m.contains("attached"), "{m}");
@@ -220,6 +224,7 @@ fn rule_changes_reach_a_real_guest_within_a_second() {
     assert!(http_ok(&ip), "a NIC without groups is not filtered");
     let r = s
         .admin_call("DELETE", &format!("/api/v1/security-groups/{g}"))
+        .project(&s.admin.project_id)
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
 

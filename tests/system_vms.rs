@@ -207,7 +207,7 @@ fn vm_lifecycle_against_a_real_guest() {
     );
     assert_eq!(mine.body["data"][0]["name"], "web-golden");
     // The account's quota is one saved image.
-    let q = save(json!({"name": "second"})).error(403);
+    let q = save(json!({"name": "second"})).error(402);
     assert!(q.contains("saved_images = 1"), "{q}");
     // The other tenant can neither list, boot nor delete it.
     let b = |m: &str, path: &str| {

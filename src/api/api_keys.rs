@@ -26,7 +26,13 @@ fn dto(services: &Services, k: model::ApiKey) -> types::APIKey {
         name: k.name,
         key_prefix: k.key_prefix,
         scope: "public".into(),
-        rate_limit_tier: k.rate_limit_tier.as_str().into(),
+        // The contract's enum has two tiers; an operator-granted unlimited key shows as
+        // the higher one, with skiff's own flag saying it is not limited at all.
+        rate_limit_tier: match k.rate_limit_tier {
+            RateLimitTier::Unlimited => RateLimitTier::High.as_str().into(),
+            t => t.as_str().into(),
+        },
+        rate_limit_unlimited: (k.rate_limit_tier == RateLimitTier::Unlimited).then_some(true),
         expires_at: k.expires_at,
         last_used_at: k.last_used_at,
         is_active: k.is_active,

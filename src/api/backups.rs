@@ -140,9 +140,12 @@ pub async fn create(
 
 #[utoipa::path(
     get, path = "/api/v1/backups/{id}", tag = "Backups", operation_id = "getBackup",
-    params(("id" = uuid::Uuid, Path, description = "Backup ID (UUID)")),
+    params(
+        ("id" = uuid::Uuid, Path, description = "Backup ID (UUID)"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The backup's project"),
+    ),
     responses(
-        (status = 400, description = "Malformed X-Project-ID or request", body = Error),
+        (status = 400, description = "Missing or malformed X-Project-ID", body = Error),
         (status = 403, description = "No permission in the project", body = Error),
         (status = 200, description = "Backup details", body = BackupResponse),
         (status = 401, description = "Authentication required", body = Error),
@@ -152,18 +155,30 @@ pub async fn create(
 pub async fn get(
     state: web::Data<AppState>,
     Caller(who): Caller,
+    ProjectHeader(project): ProjectHeader,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&id, "Backup")?;
-    let b = state.services.get_backup(&who, &id)?;
+    let s = &state.services;
+    let b = s.get_backup(&who, &id)?;
+    s.header_names(
+        &who,
+        project.as_deref(),
+        &b.project_id,
+        "backup.view",
+        "Backup",
+    )?;
     Ok(one(StatusCode::OK, &state.services, b))
 }
 
 #[utoipa::path(
     delete, path = "/api/v1/backups/{id}", tag = "Backups", operation_id = "deleteBackup",
-    params(("id" = uuid::Uuid, Path, description = "Backup ID (UUID)")),
+    params(
+        ("id" = uuid::Uuid, Path, description = "Backup ID (UUID)"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The backup's project"),
+    ),
     responses(
-        (status = 400, description = "Malformed X-Project-ID or request", body = Error),
+        (status = 400, description = "Missing or malformed X-Project-ID", body = Error),
         (status = 403, description = "No permission in the project", body = Error),
         (status = 200, description = "Backup deleted; the series' other points stay restorable", body = SuccessResponse),
         (status = 401, description = "Authentication required", body = Error),
@@ -186,9 +201,12 @@ pub async fn delete(
 
 #[utoipa::path(
     delete, path = "/api/v1/backups/{id}/chain", tag = "Backups", operation_id = "deleteBackupChain",
-    params(("id" = uuid::Uuid, Path, description = "UUID of any backup in the series")),
+    params(
+        ("id" = uuid::Uuid, Path, description = "UUID of any backup in the series"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The backup's project"),
+    ),
     responses(
-        (status = 400, description = "Malformed X-Project-ID or request", body = Error),
+        (status = 400, description = "Missing or malformed X-Project-ID", body = Error),
         (status = 403, description = "No permission in the project", body = Error),
         (status = 200, description = "Backup series deleted", body = SuccessResponse),
         (status = 401, description = "Authentication required", body = Error),
@@ -211,7 +229,10 @@ pub async fn delete_chain(
 
 #[utoipa::path(
     post, path = "/api/v1/backups/{id}/restore", tag = "Backups", operation_id = "restoreBackup",
-    params(("id" = uuid::Uuid, Path, description = "Backup ID (UUID)")),
+    params(
+        ("id" = uuid::Uuid, Path, description = "Backup ID (UUID)"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The backup's project"),
+    ),
     responses(
         (status = 403, description = "No permission in the project", body = Error),
         (status = 202, description = "Restore accepted: the VM's disk is replaced; a running VM is shut down and started again", body = BackupResponse),
@@ -269,7 +290,7 @@ pub async fn reset_chain(
     post, path = "/api/skiff/v1/backups/verify", tag = "Backups", operation_id = "skiffVerifyBackups",
     request_body(content = Option<VerifyBackupsRequest>),
     responses(
-        (status = 400, description = "Malformed X-Project-ID or request", body = Error),
+        (status = 400, description = "Missing or malformed X-Project-ID", body = Error),
         (status = 202, description = "Verify queued; the job fails naming the damaged backups", body = JobResponse),
         (status = 401, description = "Authentication required", body = Error),
         (status = 403, description = "Verifying the whole repository needs account settings rights", body = Error),
@@ -376,9 +397,12 @@ pub async fn create_schedule(
 
 #[utoipa::path(
     get, path = "/api/v1/backup-schedules/{id}", tag = "Backup Schedules", operation_id = "getBackupSchedule",
-    params(("id" = u64, Path, description = "Backup schedule ID")),
+    params(
+        ("id" = u64, Path, description = "Backup schedule ID"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The schedule's project"),
+    ),
     responses(
-        (status = 400, description = "Malformed X-Project-ID or request", body = Error),
+        (status = 400, description = "Missing or malformed X-Project-ID", body = Error),
         (status = 403, description = "No permission in the project", body = Error),
         (status = 200, description = "Backup schedule details", body = BackupScheduleResponse),
         (status = 401, description = "Authentication required", body = Error),
@@ -388,16 +412,27 @@ pub async fn create_schedule(
 pub async fn get_schedule(
     state: web::Data<AppState>,
     Caller(who): Caller,
+    ProjectHeader(project): ProjectHeader,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let s = &state.services;
     let x = s.get_backup_schedule(&who, schedule_id(&id)?)?;
+    s.header_names(
+        &who,
+        project.as_deref(),
+        &x.project_id,
+        "backup.view",
+        "Backup schedule",
+    )?;
     schedule_one(s, StatusCode::OK, x)
 }
 
 #[utoipa::path(
     patch, path = "/api/v1/backup-schedules/{id}", tag = "Backup Schedules", operation_id = "updateBackupSchedule",
-    params(("id" = u64, Path, description = "Backup schedule ID")),
+    params(
+        ("id" = u64, Path, description = "Backup schedule ID"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The schedule's project"),
+    ),
     request_body = UpdateBackupScheduleRequest,
     responses(
         (status = 403, description = "No permission in the project", body = Error),
@@ -433,9 +468,12 @@ pub async fn update_schedule(
 
 #[utoipa::path(
     delete, path = "/api/v1/backup-schedules/{id}", tag = "Backup Schedules", operation_id = "deleteBackupSchedule",
-    params(("id" = u64, Path, description = "Backup schedule ID")),
+    params(
+        ("id" = u64, Path, description = "Backup schedule ID"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The schedule's project"),
+    ),
     responses(
-        (status = 400, description = "Malformed X-Project-ID or request", body = Error),
+        (status = 400, description = "Missing or malformed X-Project-ID", body = Error),
         (status = 403, description = "No permission in the project", body = Error),
         (status = 200, description = "Backup schedule deleted; its backups stay", body = SuccessResponse),
         (status = 401, description = "Authentication required", body = Error),

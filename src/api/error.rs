@@ -38,6 +38,7 @@ pub fn error_body(status: StatusCode, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(types::Error {
         error: status.canonical_reason().unwrap_or("Error").to_string(),
         message: message.to_string(),
+        reason: (status == StatusCode::FORBIDDEN).then(|| "forbidden".to_string()),
     })
 }
 
@@ -59,6 +60,7 @@ pub fn service_status(e: &ServiceError) -> (StatusCode, String) {
         ServiceError::NotFound { .. } => StatusCode::NOT_FOUND,
         ServiceError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
+        ServiceError::QuotaExceeded(_) => StatusCode::PAYMENT_REQUIRED,
         ServiceError::Conflict(_) => StatusCode::CONFLICT,
         ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         ServiceError::Store(_) | ServiceError::Jobs(_) => {

@@ -43,8 +43,8 @@ impl FromRequest for ProjectHeader {
         ready(match v {
             None => Ok(ProjectHeader(None)),
             Some(Ok(s)) if !s.trim().is_empty() => Ok(ProjectHeader(Some(s))),
-            Some(Ok(_)) => Ok(ProjectHeader(None)),
-            Some(Err(_)) => Err(ApiError::bad_request("X-Project-ID must be a project UUID")),
+            // Sent but empty or not text: malformed, not absent.
+            Some(_) => Err(ApiError::bad_request("X-Project-ID must be a project UUID")),
         })
     }
 }

@@ -29,6 +29,38 @@ fn request_id(req: &ServiceRequest) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// Acknowledged means durable: a request that may have changed something (any method
+/// but GET/HEAD/OPTIONS) gets its success answer only after the datastore is flushed,
+/// so a crash right after a 201/202 loses nothing the client was told exists. A flush
+/// that fails turns the answer into a 500: the change may not survive.
+pub async fn durable(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let mutating = !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let res = next.call(req).await?;
+    if !mutating || res.status().is_server_error() {
+        return Ok(res.map_into_left_body());
+    }
+    let Some(state) = state else {
+        return Ok(res.map_into_left_body());
+    };
+    match state.services.store().flush_async().await {
+        Ok(()) => Ok(res.map_into_left_body()),
+        Err(e) => {
+            tracing::error!(error = %e, "datastore flush failed after a change");
+            let (req, _) = res.into_parts();
+            let resp = ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the change could not be made durable; see the server log",
+            )
+            .error_response();
+            Ok(ServiceResponse::new(req, resp).map_into_right_body())
+        }
+    }
+}
+
 /// Outermost layer: a request id (taken from `X-Request-ID` or made), a span that
 /// carries it, and a metrics sample labelled by route pattern.
 pub async fn observe(
@@ -110,6 +142,7 @@ pub async fn authenticate(
             .json(types::Error {
                 error: "Rate limit exceeded".into(),
                 message: format!("Maximum {limit} requests per second allowed for your tier"),
+                reason: None,
             });
         return Ok(req.into_response(resp).map_into_right_body());
     }

@@ -331,4 +331,4 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
 }
 
 /// Wraps the app-wide middleware; use on the `App` that [`configure`] filled.
-pub use middleware::observe;
+pub use middleware::{durable, observe};

@@ -219,10 +219,11 @@ pub async fn templates(Caller(_who): Caller) -> Result<HttpResponse, ApiError> {
     get, path = "/api/v1/security-groups/{id}", tag = "Networking", operation_id = "getSecurityGroup",
     params(
         ("id" = uuid::Uuid, Path, description = "Security group ID (UUID)"),
-        ("X-Project-ID" = Option<uuid::Uuid>, Header, description = "Accepted, not needed"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The group's project"),
     ),
     responses(
         (status = 200, description = "Security group details", body = SecurityGroupResponse),
+        (status = 400, description = "Missing or malformed X-Project-ID", body = Error),
         (status = 401, description = "Authentication required", body = Error),
         (status = 404, description = "Resource not found", body = Error),
     )
@@ -230,11 +231,19 @@ pub async fn templates(Caller(_who): Caller) -> Result<HttpResponse, ApiError> {
 pub async fn get(
     state: web::Data<AppState>,
     Caller(who): Caller,
+    ProjectHeader(project): ProjectHeader,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&id, "Security group")?;
     let s = &state.services;
     let g = s.get_security_group(&who, &id)?;
+    s.header_names(
+        &who,
+        project.as_deref(),
+        &g.project_id,
+        "security_group.view",
+        "Security group",
+    )?;
     one(s, StatusCode::OK, g)
 }
 
@@ -242,7 +251,7 @@ pub async fn get(
     put, path = "/api/v1/security-groups/{id}", tag = "Networking", operation_id = "updateSecurityGroup",
     params(
         ("id" = uuid::Uuid, Path, description = "Security group ID (UUID)"),
-        ("X-Project-ID" = Option<uuid::Uuid>, Header, description = "When given, the group's project"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The group's project"),
     ),
     request_body = UpdateSecurityGroupRequest,
     responses(
@@ -285,7 +294,7 @@ pub async fn update(
     delete, path = "/api/v1/security-groups/{id}", tag = "Networking", operation_id = "deleteSecurityGroup",
     params(
         ("id" = uuid::Uuid, Path, description = "Security group ID (UUID)"),
-        ("X-Project-ID" = Option<uuid::Uuid>, Header, description = "When given, the group's project"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The group's project"),
     ),
     responses(
         (status = 200, description = "Security group deleted", body = SuccessResponse),
@@ -336,13 +345,15 @@ pub async fn attach(
     let vm = path_uuid(&id, "VM")?;
     let b = body.into_inner();
     let s = state.services.clone();
+    // No NIC has a negative id, nor u64::MAX: both end as "NIC not found".
+    let nic = u64::try_from(b.nic_id).unwrap_or(u64::MAX);
     off_worker(move || {
         s.set_security_group_attachment(
             &who,
             project.as_deref(),
             &vm,
             &b.security_group_id,
-            b.nic_id,
+            nic,
             true,
         )
     })

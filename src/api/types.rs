@@ -7,11 +7,28 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+/// For an optional request field: absent is `None`, `null` is refused. No schema of
+/// the contract is nullable, and a client sending `null` means something skiff would
+/// otherwise silently take as "unset".
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d)?
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom("null is not allowed; leave the field out"))
+}
+
 /// `{error, message}`: the body of every 4xx and 5xx.
 #[derive(Serialize, Deserialize, ToSchema, Debug)]
 pub struct Error {
     pub error: String,
     pub message: String,
+    /// On 403 only: why, as in the contract's `BillingError`. skiff's permission
+    /// denials say `forbidden` (there is no billing to fail).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
 }
 
 /// An action's outcome without a payload.
@@ -227,15 +244,20 @@ paged!(ProjectList, Project);
 pub struct CreateProjectRequest {
     #[schema(min_length = 1, max_length = 64)]
     pub name: String,
+    #[serde(default, deserialize_with = "present")]
     pub description: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub default_region: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateProjectRequest {
     #[schema(min_length = 1, max_length = 64)]
+    #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub description: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub default_region: Option<String>,
 }
 
@@ -315,8 +337,12 @@ pub struct APIKey {
     pub key_prefix: String,
     #[schema(example = "public")]
     pub scope: String,
-    /// `standard`, `high`, or `unlimited` (granted by the operator only).
+    #[schema(example = "standard")]
     pub rate_limit_tier: String,
+    /// skiff: `true` on a key the operator exempted from rate limiting
+    /// (`skiff admin set-tier KEY unlimited`); it shows `rate_limit_tier: high`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_unlimited: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -358,17 +384,24 @@ pub enum TierParam {
 pub struct CreateAPIKeyRequest {
     #[schema(min_length = 1, max_length = 128)]
     pub name: String,
+    #[serde(default, deserialize_with = "present")]
     pub rate_limit_tier: Option<TierParam>,
+    #[serde(default, deserialize_with = "present")]
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "present")]
     pub role_id: Option<Uuid>,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateAPIKeyRequest {
     #[schema(min_length = 1, max_length = 128)]
+    #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub rate_limit_tier: Option<TierParam>,
+    #[serde(default, deserialize_with = "present")]
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "present")]
     pub is_active: Option<bool>,
 }
 
@@ -481,7 +514,9 @@ pub struct AddVMTagRequest {
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateVMTagRequest {
     #[schema(min_length = 1, max_length = 64)]
+    #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub priority: Option<i64>,
 }
 
@@ -569,17 +604,25 @@ pub struct CreateVMRequest {
     /// Public keys (`ssh-ed25519 AAAA…`) or ids of the account's SSH keys.
     #[serde(default)]
     pub ssh_keys: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
     pub password: Option<String>,
     #[serde(default)]
     pub extra_storage: i64,
+    #[serde(default, deserialize_with = "present")]
     pub extra_storage_type: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub backup_type: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub backup_time: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub backup_date: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
     pub vpc_id: Option<Uuid>,
+    #[serde(default, deserialize_with = "present")]
     pub vpc_name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub vpc_cidr: Option<String>,
     #[serde(default)]
     pub skip_public_ip: bool,
@@ -602,8 +645,10 @@ pub struct VmQuery {
 
 #[derive(Deserialize, ToSchema, Default)]
 pub struct DeleteVMRequest {
-    /// `detach` or `delete`; VMs have no volumes yet, so either is accepted.
+    /// `detach`; `delete` is 400 until volumes exist (a VM has none).
+    #[serde(default, deserialize_with = "present")]
     pub volume_action: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub delete_vpc: Option<bool>,
 }
 
@@ -663,8 +708,11 @@ pub struct ResizeVMDiskRequest {
 #[derive(Deserialize, ToSchema)]
 pub struct ReinstallVMRequest {
     pub template_id: Uuid,
+    #[serde(default, deserialize_with = "present")]
     pub password: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub ssh_keys: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     pub auto_generate_password: Option<bool>,
 }
 
@@ -672,7 +720,12 @@ pub struct ReinstallVMRequest {
 pub struct DeleteVMsBulkRequest {
     /// 1 to 50 VM ids.
     pub ids: Vec<Uuid>,
+    /// `detach`; `delete` is 400 until volumes exist.
+    #[serde(default, deserialize_with = "present")]
     pub volume_action: Option<String>,
+    /// `false`; `true` is 400 until VPCs exist.
+    #[serde(default, deserialize_with = "present")]
+    pub delete_vpc: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -698,6 +751,7 @@ pub struct BulkDeleteVMsResult {
 pub struct SaveImageRequest {
     #[schema(min_length = 1, max_length = 128)]
     pub name: String,
+    #[serde(default, deserialize_with = "present")]
     pub description: Option<String>,
     /// 0: the OS disk (the only disk until volumes exist).
     #[serde(default)]
@@ -766,6 +820,7 @@ pub struct CreateBackupRequest {
     pub vm_id: Uuid,
     /// Display name; a timestamped one when omitted.
     #[schema(max_length = 128)]
+    #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
 }
 
@@ -823,6 +878,7 @@ pub struct CreateBackupScheduleRequest {
     #[schema(example = "8am")]
     pub time: String,
     /// `Monday` … `Sunday`; required for weekly.
+    #[serde(default, deserialize_with = "present")]
     pub day_of_week: Option<String>,
     /// Backups kept before the oldest is pruned (1–100).
     #[schema(minimum = 1, maximum = 100)]
@@ -832,19 +888,25 @@ pub struct CreateBackupScheduleRequest {
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateBackupScheduleRequest {
     #[serde(rename = "type")]
+    #[serde(default, deserialize_with = "present")]
     pub kind: Option<String>,
     #[schema(example = "8am")]
+    #[serde(default, deserialize_with = "present")]
     pub time: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub day_of_week: Option<String>,
     #[schema(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "present")]
     pub keep_count: Option<i64>,
     /// Disabled schedules never run.
+    #[serde(default, deserialize_with = "present")]
     pub enabled: Option<bool>,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
 pub struct VerifyBackupsRequest {
     /// One backup; the whole repository when omitted (needs account settings rights).
+    #[serde(default, deserialize_with = "present")]
     pub backup_id: Option<Uuid>,
 }
 
@@ -859,19 +921,31 @@ pub struct SecurityGroupRule {
     /// `INBOUND` or `OUTBOUND`.
     pub rule_type: String,
     /// `80` or `8000:9000`; empty for all ports (and for protocols without ports).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub range: Option<String>,
     /// Remote address; empty for any. A CIDR (`10.0.0.0/8`) is accepted too.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub ip: Option<String>,
     /// Prefix length for `ip`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub size: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub icmp_type: Option<i64>,
     /// skiff: allow the current addresses of this group's NICs (the Tavu dialect's
     /// remote group). Exclusive with `ip`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub remote_group_id: Option<Uuid>,
     /// skiff, read-only: the rule's id; its counters follow it across updates.
     #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
@@ -914,27 +988,28 @@ listed!(SecurityGroupTemplateList, SecurityGroupTemplate);
 pub struct CreateSecurityGroupRequest {
     #[schema(min_length = 1, max_length = 64)]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub template_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub rules: Option<Vec<SecurityGroupRule>>,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateSecurityGroupRequest {
     #[schema(min_length = 1, max_length = 64)]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub rules: Option<Vec<SecurityGroupRule>>,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct AttachSecurityGroupRequest {
     pub security_group_id: Uuid,
-    pub nic_id: u64,
+    /// The contract's integer; a negative one names no NIC (404).
+    pub nic_id: i64,
 }

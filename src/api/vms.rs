@@ -204,15 +204,36 @@ pub async fn delete(
     body: Option<web::Json<DeleteVMRequest>>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&id, "VM")?;
-    if let Some(a) = body.as_ref().and_then(|b| b.volume_action.as_deref()) {
-        if a != "detach" && a != "delete" {
-            return Err(ApiError::bad_request(
-                "volume_action must be detach or delete",
-            ));
-        }
+    if let Some(b) = &body {
+        delete_options(b.volume_action.as_deref(), b.delete_vpc)?;
     }
     let vm = state.services.delete_vm(&who, project.as_deref(), &id)?;
     Ok(done(format!("VM {} is being deleted", vm.name)))
+}
+
+/// `volume_action` and `delete_vpc` name things skiff does not have yet (volumes,
+/// VPCs): an explicit request to delete them is refused rather than silently taken
+/// as done; `detach` / `false` (keep them) are what happens anyway.
+fn delete_options(volume_action: Option<&str>, delete_vpc: Option<bool>) -> Result<(), ApiError> {
+    match volume_action {
+        None | Some("detach") => {}
+        Some("delete") => {
+            return Err(ApiError::bad_request(
+                "volume_action delete: this host has no volumes yet; leave it out or send detach",
+            ))
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "volume_action must be detach or delete",
+            ))
+        }
+    }
+    if delete_vpc == Some(true) {
+        return Err(ApiError::bad_request(
+            "delete_vpc true: this host has no VPCs yet; leave it out or send false",
+        ));
+    }
+    Ok(())
 }
 
 async fn power(
@@ -596,6 +617,7 @@ pub async fn delete_bulk(
     ProjectHeader(project): ProjectHeader,
     body: web::Json<DeleteVMsBulkRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    delete_options(body.volume_action.as_deref(), body.delete_vpc)?;
     let results: Vec<BulkDeleteVMItemResult> = state
         .services
         .delete_vms(&who, project.as_deref(), &body.ids)?

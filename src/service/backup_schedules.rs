@@ -192,7 +192,16 @@ impl Services {
         vm_id: &Uuid,
         w: &ScheduleWrite,
     ) -> Result<BackupSchedule, ServiceError> {
-        let vm = self.vm_in_scope(who, header, vm_id, "backup.create")?;
+        // vm_id is a field of the body: naming no VM is bad input (400), not a
+        // missing resource at the URL.
+        let vm = self
+            .vm_in_scope(who, header, vm_id, "backup.create")
+            .map_err(|e| match e {
+                ServiceError::NotFound { kind: "VM" } => {
+                    invalid(format!("vm_id {vm_id} names no VM in this project"))
+                }
+                e => e,
+            })?;
         let (kind, time, minute, day, keep) = check(
             w.kind.as_deref().unwrap_or_default(),
             w.time.as_deref().unwrap_or_default(),

@@ -94,7 +94,16 @@ impl Services {
         vm_id: &Uuid,
         name: Option<&str>,
     ) -> Result<Backup, ServiceError> {
-        let vm = self.vm_in_scope(who, header, vm_id, "backup.create")?;
+        // vm_id is a field of the body: naming no VM is bad input (400), not a
+        // missing resource at the URL.
+        let vm = self
+            .vm_in_scope(who, header, vm_id, "backup.create")
+            .map_err(|e| match e {
+                ServiceError::NotFound { kind: "VM" } => {
+                    invalid(format!("vm_id {vm_id} names no VM in this project"))
+                }
+                e => e,
+            })?;
         self.backup_repo_ready()?;
         let name = match name {
             Some(n) => check_name(n, 128)?,
@@ -139,7 +148,7 @@ impl Services {
         self.check_quota(&vm.account_id, "backups", count, 1)?;
         let limit = self.quota(&vm.account_id, "backup_gib")?;
         if bytes >= limit << 30 {
-            return Err(ServiceError::Forbidden(format!(
+            return Err(ServiceError::QuotaExceeded(format!(
                 "quota exceeded: backup_gib = {limit} per account ({} GiB stored; delete backups first)",
                 bytes >> 30
             )));

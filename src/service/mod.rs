@@ -65,6 +65,10 @@ pub enum ServiceError {
     /// The key is valid but not allowed to do this.
     #[error("{0}")]
     Forbidden(String),
+    /// A per-account quota would be exceeded: the self-hosted stand-in for the
+    /// contract's balance check (402).
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// The resource is in a state that does not allow this.
     #[error("{0}")]
     Conflict(String),

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::{check_name, invalid, Page, Paged, Principal, ServiceError, Services};
-use crate::model::{now, uuid_key, ApiKey, Project};
+use crate::model::{now, uuid_key, ApiKey, Project, SecurityGroup, Vm};
 
 pub struct NewProject {
     pub name: String,
@@ -102,9 +102,10 @@ impl Services {
         })
     }
 
-    /// For a change to a resource whose get does not need `X-Project-ID`: when the
-    /// header is given, it must name the resource's project (else 404 as `kind`).
-    pub(crate) fn header_names(
+    /// For an operation on an existing resource where the contract requires
+    /// `X-Project-ID`: the header must be given (400) and name the resource's project
+    /// (else 404 as `kind`: another project's resource is not there).
+    pub fn header_names(
         &self,
         who: &Principal,
         header: Option<&str>,
@@ -112,12 +113,13 @@ impl Services {
         perm: &str,
         kind: &'static str,
     ) -> Result<(), ServiceError> {
-        match header {
-            Some(h) if self.project_scope(who, Some(h), perm)?.id != *project => {
-                Err(ServiceError::NotFound { kind })
-            }
-            _ => Ok(()),
+        let raw = header.ok_or(ServiceError::ProjectRequired)?;
+        let id = Uuid::parse_str(raw.trim())
+            .map_err(|_| invalid("X-Project-ID must be a project UUID"))?;
+        if id != *project {
+            return Err(ServiceError::NotFound { kind });
         }
+        self.project_scope(who, Some(raw), perm).map(|_| ())
     }
 
     pub fn list_projects(
@@ -248,6 +250,7 @@ impl Services {
                 "the project has operations in progress; retry when they finish".into(),
             ));
         }
+        self.project_is_empty(id)?;
         // Grants that name the project go with it.
         for key in self
             .inner
@@ -265,6 +268,56 @@ impl Services {
         }
         self.inner.projects.delete(&uuid_key(id))?;
         Ok(p)
+    }
+
+    /// The contract: a project to delete "must not contain any active resources".
+    /// Deleting one that does would orphan them (and their disks and backups).
+    fn project_is_empty(&self, id: &Uuid) -> Result<(), ServiceError> {
+        let key = uuid_key(id);
+        let i = &self.inner;
+        let held = [
+            ("VMs", i.vms.count_by_index(Vm::BY_PROJECT, &key)?),
+            (
+                "security groups",
+                i.groups.count_by_index(SecurityGroup::BY_PROJECT, &key)?,
+            ),
+            (
+                "backups",
+                i.backups
+                    .all()?
+                    .iter()
+                    .filter(|b| b.project_id == *id)
+                    .count(),
+            ),
+            (
+                "backup schedules",
+                i.schedules
+                    .all()?
+                    .iter()
+                    .filter(|s| s.project_id == *id)
+                    .count(),
+            ),
+            (
+                "saved images",
+                i.templates
+                    .all()?
+                    .iter()
+                    .filter(|t| t.owner.as_ref().is_some_and(|o| o.project_id == *id))
+                    .count(),
+            ),
+        ];
+        let list: Vec<String> = held
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(what, n)| format!("{n} {what}"))
+            .collect();
+        if list.is_empty() {
+            return Ok(());
+        }
+        Err(ServiceError::Conflict(format!(
+            "the project still holds {}; delete them first",
+            list.join(", ")
+        )))
     }
 
     /// Name of a project of the caller's account, for display next to grants.

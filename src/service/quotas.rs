@@ -39,7 +39,7 @@ impl VmSize {
 }
 
 fn exceeded(name: &str, limit: u64, used: u64, asked: u64) -> ServiceError {
-    ServiceError::Forbidden(format!(
+    ServiceError::QuotaExceeded(format!(
         "quota exceeded: {name} = {limit} per account ({used} in use, {asked} more asked)"
     ))
 }

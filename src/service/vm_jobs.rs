@@ -331,25 +331,61 @@ impl VmHost {
         self.hv.resume(&name).map_err(|e| e.to_string())
     }
 
+    /// Waits for a sign of life from the guest: a boot marker on the serial console
+    /// or an answering guest agent. A guest that shows neither in time is stopped and
+    /// the boot fails with the console's tail, so `active` always means booted.
     fn wait_ready(&self, vm: &Vm, offset: u64) -> Result<(), String> {
         let name = &vm.domain_name();
-        let until = Instant::now() + Duration::from_secs(self.cfg.boot_timeout_secs);
+        let started = Instant::now();
+        let until = started + Duration::from_secs(self.cfg.boot_timeout_secs);
+        let mut next_agent_probe = started + AGENT_PROBE_EVERY;
         loop {
             if self.booted_since(&vm.id, offset) {
                 return Ok(());
             }
             match self.hv.state(name).map_err(|e| e.to_string())? {
                 Some(PowerState::Running) | Some(PowerState::Other) | Some(PowerState::Paused) => {}
-                other => return Err(format!("the guest stopped while booting ({other:?})")),
+                other => {
+                    return Err(format!(
+                        "the guest stopped while booting ({other:?}); console tail:\n{}",
+                        self.console_tail(&vm.id, offset)
+                    ))
+                }
             }
-            if Instant::now() >= until {
-                tracing::warn!(
-                    domain = name,
-                    "no boot marker on the console in time; taking the guest as up"
-                );
-                return Ok(());
+            let now = Instant::now();
+            if now >= next_agent_probe {
+                if self.hv.agent_alive(name) {
+                    return Ok(());
+                }
+                next_agent_probe = Instant::now() + AGENT_PROBE_EVERY;
+            }
+            if now >= until {
+                let _ = self.hv.destroy(name);
+                return Err(format!(
+                    "the guest did not boot within {} s (no boot marker on the serial console, no guest agent); it was stopped. Console tail:\n{}",
+                    self.cfg.boot_timeout_secs,
+                    self.console_tail(&vm.id, offset)
+                ));
             }
             std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The end of what the guest printed since `offset`, printable characters only.
+    fn console_tail(&self, id: &Uuid, offset: u64) -> String {
+        let text = read_from(&self.console_log(id), offset).unwrap_or_default();
+        let clean: String = text
+            .chars()
+            .filter(|c| *c == '\n' || !c.is_control())
+            .collect();
+        let lines: Vec<&str> = clean.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = lines[lines.len().saturating_sub(CONSOLE_TAIL_LINES)..].join("\n");
+        let skip = tail.chars().count().saturating_sub(CONSOLE_TAIL_CHARS);
+        let tail: String = tail.chars().skip(skip).collect();
+        if tail.is_empty() {
+            "(the guest printed nothing)".into()
+        } else {
+            tail
         }
     }
 
@@ -430,6 +466,12 @@ impl VmHost {
         Ok(())
     }
 }
+
+/// How often a booting guest's agent is asked whether it is up (each ask may wait 2 s).
+const AGENT_PROBE_EVERY: Duration = Duration::from_secs(3);
+/// Console lines kept in a failed boot's error.
+const CONSOLE_TAIL_LINES: usize = 20;
+const CONSOLE_TAIL_CHARS: usize = 2000;
 
 fn read_from(log: &Path, offset: u64) -> Option<String> {
     let mut f = std::fs::File::open(log).ok()?;

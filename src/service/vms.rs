@@ -773,6 +773,13 @@ impl Services {
             }
             None => None,
         };
+        // Everything is checked before anything changes: a refused reinstall leaves
+        // the VM exactly as it was.
+        let keys_after = keys.as_ref().unwrap_or(&vm.ssh_keys);
+        if keys_after.is_empty() && hash.is_none() && vm.password_hash.is_none() {
+            return Err(invalid("give ssh_keys, a password, or both"));
+        }
+        let before = vm.clone();
         let vm = self
             .inner
             .vms
@@ -792,10 +799,10 @@ impl Services {
                 Ok(())
             })?
             .ok_or(ServiceError::NotFound { kind: "VM" })?;
-        if vm.ssh_keys.is_empty() && vm.password_hash.is_none() {
-            return Err(invalid("give ssh_keys, a password, or both"));
+        if let Err(e) = self.submit_vm_job(&vm, "vm.reinstall") {
+            self.inner.vms.put(&before)?;
+            return Err(e);
         }
-        self.submit_vm_job(&vm, "vm.reinstall")?;
         Ok(vm)
     }
 

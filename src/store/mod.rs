@@ -172,6 +172,12 @@ impl Store {
         self.db.flush()?;
         Ok(())
     }
+
+    /// `flush` without blocking a runtime thread; concurrent callers share one fsync.
+    pub async fn flush_async(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
