@@ -284,7 +284,7 @@ fn schemathesis_finds_nothing_unexplained_in_the_raff_contract_with_real_compute
     };
     let Some(h) = host() else { return };
     enter_netns(&h.netns);
-    let mut s = Server::start(&config(&h, "10.231.0.128/25", "10.231.0.129", "sct"));
+    let mut s = Server::start(&config(&h, "10.231.0.192/27", "10.231.0.193", "sct"));
     let _guard = DomainGuard(s.data());
     // The run's key: exempt from rate limiting, shown as the contract's `high` tier.
     s.kill();
