@@ -217,7 +217,8 @@ pub struct ComputeConfig {
     /// `auto` (KVM when it works, else TCG), `kvm` or `tcg`.
     pub accel: String,
     /// Serial-console substrings that mean the guest has booted (cloud-init's final
-    /// line, a login prompt, the test template's marker).
+    /// line, a login prompt, the test template's marker). An answering guest agent
+    /// counts too.
     pub ready_markers: Vec<String>,
     /// A guest that shows no marker and no guest agent by then is stopped and its
     /// boot fails with the console's tail.
@@ -237,7 +238,10 @@ impl Default for ComputeConfig {
             accel: "auto".into(),
             ready_markers: vec![
                 "SKIFF-GUEST ready".into(),
-                "Cloud-init v.".into(),
+                // cloud-init's final message ("Cloud-init v. X finished at … Datasource
+                // DataSourceNoCloud …"); its earlier "running" lines come before the
+                // keys and network are applied.
+                "Datasource DataSource".into(),
                 "login:".into(),
             ],
             boot_timeout_secs: 300,
