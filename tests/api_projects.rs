@@ -249,10 +249,7 @@ fn contract_rules_on_project_headers_nulls_denials_and_deletes() {
         .error(409);
     assert!(m.contains("1 security groups"), "{m}");
     assert_eq!(s.admin_call("GET", &path).project(&q).send().status, 200);
-    assert_eq!(
-        s.admin_call("DELETE", &path).project(&q).send().status,
-        200
-    );
+    assert_eq!(s.admin_call("DELETE", &path).project(&q).send().status, 200);
     assert_eq!(
         s.admin_call("DELETE", &format!("/api/v1/projects/{q}"))
             .send()
