@@ -69,10 +69,24 @@ need_virt_host() {
 }
 
 # A test host for system tests: network namespace $SKT_NETNS with bridge $SKT_BRIDGE
-# (10.231.0.1/24, nothing routed out), virtlogd and libvirtd running inside it so that
-# every tap of every guest lives there. Exports SKT_NETNS and SKT_BRIDGE.
-start_test_host() {
+# (10.231.0.1/24, nothing routed out), and a virtlogd + libvirtd of the tests' own
+# running inside it, so that every tap of every guest lives there. The daemons also
+# get a private mount namespace in which /etc/libvirt (a copy without anyone's domains)
+# and /run/libvirt (sockets, pid and state files) are directories under
+# $SKT_LIBVIRT_DIR: a libvirtd already running on this machine (the appliance's) keeps
+# its sockets, state and domains, and is never stopped. /var/lib/libvirt stays shared:
+# per-domain files there are named after the domain, and skiff (outside that mount
+# namespace) must reach the VNC sockets libvirt puts there. Clients reach the tests'
+# daemon through $SKT_LIBVIRT_URI. Exports SKT_NETNS, SKT_BRIDGE, SKT_LIBVIRT_DIR and
+# SKT_LIBVIRT_URI.
+test_host_env() {
     export SKT_NETNS=${SKT_NETNS:-skiff-test} SKT_BRIDGE=${SKT_BRIDGE:-sktbr0}
+    export SKT_LIBVIRT_DIR=${SKT_LIBVIRT_DIR:-/run/skiff-test-libvirt}
+    export SKT_LIBVIRT_URI="qemu:///system?socket=$SKT_LIBVIRT_DIR/run/libvirt-sock"
+}
+
+start_test_host() {
+    test_host_env
     stop_test_host
     ip netns add "$SKT_NETNS"
     ip -n "$SKT_NETNS" link set lo up
@@ -81,44 +95,107 @@ start_test_host() {
     ip -n "$SKT_NETNS" link set "$SKT_BRIDGE" up
     if [ -e /dev/kvm ]; then chgrp kvm /dev/kvm 2>/dev/null && chmod 0660 /dev/kvm || true; fi
     mkdir -p /var/lib/skiff-test && chmod 0755 /var/lib/skiff-test
-    nsenter --net="/run/netns/$SKT_NETNS" virtlogd -d
-    nsenter --net="/run/netns/$SKT_NETNS" libvirtd -d
+    local d=$SKT_LIBVIRT_DIR
+    mkdir -p "$d/run" "$d/etc"
+    cp -a /etc/libvirt/. "$d/etc/"
+    rm -rf "$d/etc/qemu/"*.xml "$d/etc/qemu/autostart" 2>/dev/null || true
+    mkdir -p /run/libvirt
+    nsenter --net="/run/netns/$SKT_NETNS" unshare --mount --propagation private sh -c '
+        set -e
+        mount --bind "$1/etc" /etc/libvirt
+        mount --bind "$1/run" /run/libvirt
+        virtlogd -d -p "$1/virtlogd.pid"
+        libvirtd -d -p "$1/libvirtd.pid"
+    ' sh "$d"
     # The first connection waits while libvirt probes QEMU.
     local i
     for i in $(seq 60); do
-        timeout 20 virsh -c qemu:///system version >/dev/null 2>&1 && return 0
+        timeout 20 virsh -c "$SKT_LIBVIRT_URI" version >/dev/null 2>&1 && return 0
         sleep 1
     done
     echo "libvirtd did not come up" >&2
     return 1
 }
 
-# Undoes start_test_host: guests, daemons, namespace. Safe to call when nothing runs.
+# Undoes start_test_host: its guests, its two daemons (by their pid files), the
+# namespace. Safe to call when nothing runs; touches no other libvirtd.
 stop_test_host() {
-    local d
-    if timeout 5 virsh -c qemu:///system version >/dev/null 2>&1; then
-        for d in $(timeout 20 virsh -c qemu:///system list --all --name 2>/dev/null | grep '^skiff-test-' || true); do
-            timeout 20 virsh -c qemu:///system destroy "$d" >/dev/null 2>&1 || true
-            timeout 20 virsh -c qemu:///system undefine "$d" --nvram >/dev/null 2>&1 || true
+    test_host_env
+    local d p
+    if timeout 5 virsh -c "$SKT_LIBVIRT_URI" version >/dev/null 2>&1; then
+        for d in $(timeout 20 virsh -c "$SKT_LIBVIRT_URI" list --all --name 2>/dev/null | grep . || true); do
+            timeout 20 virsh -c "$SKT_LIBVIRT_URI" destroy "$d" >/dev/null 2>&1 || true
+            timeout 20 virsh -c "$SKT_LIBVIRT_URI" undefine "$d" --nvram >/dev/null 2>&1 || true
         done
     fi
     for d in libvirtd virtlogd; do
-        if [ -f "/run/$d.pid" ]; then kill "$(cat "/run/$d.pid")" 2>/dev/null || true; fi
-        pkill -x "$d" 2>/dev/null || true
+        p=$(cat "$SKT_LIBVIRT_DIR/$d.pid" 2>/dev/null) || continue
+        kill "$p" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     done
-    for _ in $(seq 50); do pgrep -x libvirtd >/dev/null || pgrep -x virtlogd >/dev/null || break; sleep 0.1; done
-    rm -f /run/libvirtd.pid /run/virtlogd.pid
-    ip netns del "${SKT_NETNS:-skiff-test}" 2>/dev/null || true
+    ip netns del "$SKT_NETNS" 2>/dev/null || true
+    rm -rf "$SKT_LIBVIRT_DIR"
     # The system tests' firewall pins (maps and links outlive skiff by design).
     rm -rf /sys/fs/bpf/skiff-test-* 2>/dev/null || true
+}
+
+# For scripts/test.sh: a libvirtd in the machine's own namespaces that the tests must
+# leave alone. An already running one (an appliance's) is only watched; otherwise one
+# is started on the default paths with a paused guest, and stopped again by
+# check_bystander, which fails when the tests disturbed either.
+BYSTANDER_DOMAIN=skiff-bystander
+start_bystander() {
+    BYSTANDER_OWN=0
+    if ! timeout 5 virsh -c qemu:///system version >/dev/null 2>&1; then
+        start_libvirt
+        BYSTANDER_OWN=1
+        virsh -q -c qemu:///system destroy "$BYSTANDER_DOMAIN" >/dev/null 2>&1 || true
+        virsh -q -c qemu:///system undefine "$BYSTANDER_DOMAIN" >/dev/null 2>&1 || true
+        local x
+        x=$(mktemp)
+        cat >"$x" <<XML
+<domain type='qemu'><name>$BYSTANDER_DOMAIN</name><memory unit='MiB'>32</memory>
+<vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>
+XML
+        virsh -q -c qemu:///system define "$x" >/dev/null
+        rm -f "$x"
+        virsh -q -c qemu:///system start --paused "$BYSTANDER_DOMAIN" >/dev/null
+    fi
+    BYSTANDER_PID=$(cat /run/libvirtd.pid 2>/dev/null || echo none)
+    BYSTANDER_RUNNING=$(virsh -q -c qemu:///system list --name 2>/dev/null | sort | tr '\n' ' ')
+    export BYSTANDER_OWN BYSTANDER_PID BYSTANDER_RUNNING
+}
+
+check_bystander() {
+    local rc=${1:-0} now running
+    now=$(cat /run/libvirtd.pid 2>/dev/null || echo none)
+    running=$(virsh -q -c qemu:///system list --name 2>/dev/null | sort | tr '\n' ' ')
+    if [ "$now" != "$BYSTANDER_PID" ] || [ "$running" != "$BYSTANDER_RUNNING" ]; then
+        echo "FAILED: the tests disturbed the machine's libvirtd (pid $BYSTANDER_PID -> $now; guests [$BYSTANDER_RUNNING] -> [$running])" >&2
+        rc=1
+    fi
+    if [ "$BYSTANDER_OWN" = 1 ]; then
+        virsh -q -c qemu:///system destroy "$BYSTANDER_DOMAIN" >/dev/null 2>&1 || true
+        virsh -q -c qemu:///system undefine "$BYSTANDER_DOMAIN" >/dev/null 2>&1 || true
+        local d p
+        for d in libvirtd virtlogd; do
+            p=$(cat "/run/$d.pid" 2>/dev/null) || continue
+            kill "$p" 2>/dev/null || true
+        done
+    fi
+    exit "$rc"
 }
 
 # libvirt for the appliance itself (no systemd here): virtlogd and libvirtd in this
 # namespace, started only if they are not running yet.
 start_libvirt() {
     if [ -e /dev/kvm ]; then chgrp kvm /dev/kvm 2>/dev/null && chmod 0660 /dev/kvm || true; fi
-    pgrep -x virtlogd >/dev/null || virtlogd -d
-    pgrep -x libvirtd >/dev/null || libvirtd -d
+    # Asked through the default socket, not by process name: the tests' own libvirtd
+    # (another namespace, another socket) must not count.
+    timeout 5 virsh -c qemu:///system version >/dev/null 2>&1 && return 0
+    local p
+    { p=$(cat /run/virtlogd.pid 2>/dev/null) && kill -0 "$p" 2>/dev/null; } || virtlogd -d
+    { p=$(cat /run/libvirtd.pid 2>/dev/null) && kill -0 "$p" 2>/dev/null; } || libvirtd -d
     local i
     for i in $(seq 60); do
         timeout 20 virsh -c qemu:///system version >/dev/null 2>&1 && return 0

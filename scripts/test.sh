@@ -14,9 +14,12 @@ if [ "$(id -u)" -eq 0 ]; then
     say "building the test guest template"
     SKT_TEMPLATE=$(bash "$ROOT_DIR/scripts/test-template.sh" | tail -n 1)
     export SKT_TEMPLATE
+    # A libvirtd outside the tests (the appliance's, or a stand-in started here with a
+    # paused guest) must come through the run untouched: the tests stop only their own.
+    start_bystander
     say "starting the test host (libvirtd in netns)"
     start_test_host
-    trap stop_test_host EXIT
+    trap 'rc=$?; stop_test_host; check_bystander "$rc"' EXIT
 else
     echo "!!!!!!!! SKIP: not root: system tests (libvirt, QEMU) will be skipped !!!!!!!!" >&2
 fi

@@ -175,7 +175,7 @@ fn a_backup_killed_half_way_leaves_the_repository_clean() {
     let r = dir.path().join("repo");
     let img = dir.path().join("disk.img");
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let mut data = vec![0u8; 96 << 20];
+    let mut data = vec![0u8; 256 << 20];
     rng.fill(&mut data[..]);
     std::fs::write(&img, &data).unwrap();
     let mut child = Command::new(BIN)
@@ -191,15 +191,22 @@ fn a_backup_killed_half_way_leaves_the_repository_clean() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill once some chunks are on disk but (most likely) before the point is.
-    for _ in 0..500 {
+    // Kill once some chunks are on disk, while the backup still runs: the kill must
+    // land mid-backup, or the test proves nothing.
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
         let chunks = std::fs::read_dir(r.join("chunks"))
             .map(|d| d.count())
             .unwrap_or(0);
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before it could be interrupted"
+        );
         if chunks > 20 {
             break;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        assert!(std::time::Instant::now() < until, "no progress seen");
+        std::thread::sleep(Duration::from_millis(1));
     }
     child.kill().unwrap();
     child.wait().unwrap();
@@ -208,7 +215,7 @@ fn a_backup_killed_half_way_leaves_the_repository_clean() {
     let before = ok(repo(&["list", "--repo", r.to_str().unwrap()]))
         .lines()
         .count();
-    assert!(before <= 1);
+    assert_eq!(before, 0, "the killed backup left no point");
     // The next backup succeeds and restores exactly.
     let p = backup(&r, &img);
     let out = dir.path().join("out.img");

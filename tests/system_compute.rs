@@ -88,7 +88,9 @@ impl Drop for Cleanup<'_> {
 #[test]
 fn a_guest_boots_from_the_template_reads_its_seed_and_goes_away_cleanly() {
     let Some(h) = host() else { return };
-    let virt = Libvirt::connect("qemu:///system", Accel::detect()).expect("connect to libvirtd");
+    // The tests' own libvirtd (scripts/lib.sh start_test_host).
+    let uri = std::env::var("SKT_LIBVIRT_URI").unwrap_or_else(|_| "qemu:///system".into());
+    let virt = Libvirt::connect(&uri, Accel::detect()).expect("connect to libvirtd");
     let dir = workdir("compute");
     let id = uuid::Uuid::new_v4();
     let name = format!("skiff-test-{id}");

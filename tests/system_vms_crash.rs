@@ -94,6 +94,36 @@ fn sigkill_during_create_and_delete_leaves_nothing_inconsistent() {
     wait_jobs_idle(&s, &p, Duration::from_secs(60));
     consistent(&s, &h.bridge, &created);
 
+    // Acknowledged means durable: a schedule (201) and a backup (202) survive a kill
+    // sent the moment their answer arrives.
+    let r = s
+        .admin_call("POST", "/api/v1/backup-schedules")
+        .project(&p)
+        .json(json!({"vm_id": a, "type": "daily", "time": "8am", "keep_count": 1}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let sid = r.body["data"]["id"].as_u64().unwrap();
+    s.restart();
+    let r = s
+        .admin_call("GET", &format!("/api/v1/backup-schedules/{sid}"))
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 200, "schedule lost: {}", r.text);
+    let r = s
+        .admin_call("POST", "/api/v1/backups")
+        .project(&p)
+        .json(json!({"vm_id": a, "name": "acked"}));
+    assert_eq!(r.status, 202, "{}", r.text);
+    let bid = r.body["data"]["id"].as_str().unwrap().to_string();
+    s.restart();
+    let r = s
+        .admin_call("GET", &format!("/api/v1/backups/{bid}"))
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 200, "backup lost: {}", r.text);
+    wait_jobs_idle(&s, &p, Duration::from_secs(120));
+    wait_status(&s, &a, "active", Duration::from_secs(120));
+    consistent(&s, &h.bridge, &created);
+
     // Kill right after a delete was accepted.
     let b = create(&s, "crash-b");
     created.push(b.clone());
@@ -131,6 +161,8 @@ fn sigkill_during_create_and_delete_leaves_nothing_inconsistent() {
     // Both addresses are free again: the next VM gets the first one.
     let c = create(&s, "crash-c");
     created.push(c.clone());
+    // The moment the 201 arrives: the VM it acknowledged survives the kill.
+    s.restart();
     let r = s.admin_call("GET", &format!("/api/v1/vms/{c}")).send();
     assert_eq!(r.body["data"]["public_ipv4_address"], "10.231.0.130");
     let r = s

@@ -43,11 +43,20 @@ pub fn enter_netns(name: &str) {
     assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
 }
 
+/// The tests' own libvirtd (scripts/lib.sh start_test_host), never the machine's.
+pub fn libvirt_uri() -> String {
+    std::env::var("SKT_LIBVIRT_URI")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "qemu:///system".into())
+}
+
 pub fn config(h: &Host, cidr: &str, gateway: &str, tap_prefix: &str) -> String {
     format!(
         r#"{RELAXED}
 [compute]
 enabled = true
+libvirt_uri = "{uri}"
 boot_timeout_secs = 180
 stop_timeout_secs = 20
 
@@ -74,6 +83,7 @@ image = "{image}"
 "#,
         bridge = h.bridge,
         image = h.template,
+        uri = libvirt_uri(),
     )
 }
 
@@ -131,7 +141,7 @@ pub fn console(s: &Server, id: &str) -> String {
 pub fn virsh(args: &[&str]) -> String {
     let o = Command::new("virsh")
         .arg("-c")
-        .arg("qemu:///system")
+        .arg(libvirt_uri())
         .args(args)
         .output()
         .unwrap();
