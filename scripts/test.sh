@@ -10,10 +10,13 @@ need_test_tools
 if [ "$(id -u)" -eq 0 ]; then
     need_virt_host
     need_browser_tools
-    need_pkgs debootstrap lintian dpkg-dev curl
+    need_pkgs debootstrap lintian dpkg-dev curl openssh-client
     say "building the test guest template"
     SKT_TEMPLATE=$(bash "$ROOT_DIR/scripts/test-template.sh" | tail -n 1)
     export SKT_TEMPLATE
+    say "building the Debian 12 cloud image (cached after the first build)"
+    SKT_DEBIAN_IMAGE=$(bash "$ROOT_DIR/scripts/build-debian-image.sh" | tail -n 1)
+    export SKT_DEBIAN_IMAGE
     # A libvirtd outside the tests (the appliance's, or a stand-in started here with a
     # paused guest) must come through the run untouched: the tests stop only their own.
     start_bystander

@@ -61,7 +61,9 @@ pub fn user_data(c: &GuestConfig) -> String {
             .for_each(|k| u.push_str(&format!("      - {k}\n")));
     }
     if let Some(h) = &c.password_hash {
-        u.push_str(&format!("    passwd: {}\nssh_pwauth: true\n", q(h)));
+        // `hashed_passwd`, not `passwd`: cloud-init (22.4 checked) hands `passwd` to
+        // useradd only, so for root, which always exists, it would be dropped silently.
+        u.push_str(&format!("    hashed_passwd: {}\nssh_pwauth: true\n", q(h)));
     }
     u
 }
@@ -172,7 +174,7 @@ mod tests {
         assert!(u.contains(
             "ssh_authorized_keys:\n  - \"ssh-ed25519 AAAAC3Nza user@host # not a comment\"\n"
         ));
-        assert!(u.contains("    passwd: \"$6$salt$hash\"\n"));
+        assert!(u.contains("    hashed_passwd: \"$6$salt$hash\"\n"));
         assert!(u.contains("    ssh_authorized_keys:\n      - \"ssh-ed25519"));
         let n = network_config(&c);
         assert!(n.contains("macaddress: \"52:54:00:00:00:01\""));
