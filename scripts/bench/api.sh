@@ -2,7 +2,8 @@
 # Benchmark of the API edge, written to docs/benchmarks.md:
 #   - GET /api/v1/projects?limit=100 (100 projects, an unlimited-tier key) at 50
 #     connections, next to a trivial actix-web JSON handler in the same run;
-#   - the rate limiter's own cost: limiter on (a tier too high to trigger) vs off.
+#   - the rate limiter's own cost: limiter on (a tier too high to trigger) vs off;
+#   - durable writes (PUT /api/v1/projects/{id}) next to a write+fsync loop.
 # Everything runs on loopback. Usage: bash scripts/bench/api.sh [seconds-per-run]
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
@@ -38,7 +39,9 @@ stop_last() { kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unset 
 # wrk_run URL [KEY] → "requests/s p99_ms"
 wrk_run() {
     local out
-    if [ -n "${2:-}" ]; then
+    if [ -n "${3:-}" ]; then
+        out=$(wrk -t2 -c"$CONNS" -d"${DUR}s" --latency -s "$3" "$1")
+    elif [ -n "${2:-}" ]; then
         out=$(wrk -t2 -c"$CONNS" -d"${DUR}s" --latency -H "X-API-Key: $2" "$1")
     else
         out=$(wrk -t2 -c"$CONNS" -d"${DUR}s" --latency "$1")
@@ -76,6 +79,17 @@ burst = 1000000000'
 
 "$BIN" --data-dir "$WORK/data" admin set-tier "$KEY_ID" unlimited >/dev/null
 start main ""
+PROJECT=$(curl -sf -H "X-API-Key: $KEY" "$URL/api/v1/projects?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
+# Writes: every answer waits for the datastore flush (acknowledged means durable);
+# concurrent requests share one fsync.
+cat > "$WORK/patch.lua" <<LUA
+wrk.method = "PUT"
+wrk.body = '{"description":"updated by the benchmark"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-API-Key"] = "$KEY"
+LUA
+say "skiff, unlimited key: PUT /api/v1/projects/{id} (a durable write per request)"
+read -r W_RPS W_P99 < <(wrk_run "$URL/api/v1/projects/$PROJECT" "" "$WORK/patch.lua")
 say "skiff, unlimited key: GET /api/v1/projects?limit=100"
 read -r S_RPS S_P99 < <(wrk_run "$URL/api/v1/projects?limit=100" "$KEY")
 say "skiff, unlimited key: GET /api/v1/permissions (no store read)"
@@ -103,6 +117,22 @@ read -r OFF_RPS OFF_P99 < <(wrk_run "$URL/api/v1/permissions" "$KEY")
 stop_last
 "$BIN" --data-dir "$WORK/data" admin set-tier "$KEY_ID" unlimited >/dev/null
 
+# The physical limit for durable writes one at a time: write + fsync of a small record
+# on the same file system, in a loop, for the same time.
+say "peer: write + fsync loop on the data directory's file system"
+FSYNC_RPS=$(python3 - "$WORK" "$DUR" <<'PY'
+import os, sys, time
+path = os.path.join(sys.argv[1], "fsync.probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+n, end = 0, time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    os.pwrite(fd, b"x" * 512, (n % 1024) * 512)
+    os.fsync(fd)
+    n += 1
+print(f"{n / float(sys.argv[2]):.2f}")
+PY
+)
+
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 CPU=$(awk -F: '/model name/ {gsub(/^ +/,"",$2); print $2; exit}' /proc/cpuinfo)
 TABLE=$(cat <<MD
@@ -118,6 +148,14 @@ Release build. Measured $(date -u +%Y-%m-%d).
 | peer: trivial actix-web JSON handler (\`examples/peer_json.rs\`) | $PEER_RPS | $PEER_P99 | 1.00 |
 | skiff \`GET /api/v1/projects?limit=100\`, 100 projects, unlimited key | $S_RPS | $S_P99 | $(ratio "$S_RPS" "$PEER_RPS") |
 | skiff \`GET /api/v1/permissions\` (auth, no list read), unlimited key | $PERM_RPS | $PERM_P99 | $(ratio "$PERM_RPS" "$PEER_RPS") |
+
+Durable writes, same run: every answer to a change waits for the datastore's flush
+(concurrent requests share one fsync), so the limit is the disk, not the CPU:
+
+| what | requests/s | p99 latency (ms) | vs one-at-a-time fsync |
+|---|---:|---:|---:|
+| physical limit: write + fsync of 512 bytes in a loop, one writer | $FSYNC_RPS | – | 1.00 |
+| skiff \`PUT /api/v1/projects/{id}\` (a flushed change per request), 50 connections | $W_RPS | $W_P99 | $(ratio "$W_RPS" "$FSYNC_RPS") |
 
 Rate limiter cost, same run, same route (\`GET /api/v1/permissions\`):
 

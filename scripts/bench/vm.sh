@@ -36,6 +36,7 @@ cat > "$WORK/skiff.toml" <<TOML
 per_second = 100000
 burst = 100000
 [compute]
+libvirt_uri = "$SKT_LIBVIRT_URI"
 boot_timeout_secs = 300
 [network.public]
 bridge = "$SKT_BRIDGE"
@@ -86,7 +87,7 @@ for i in $(seq "$ROUNDS"); do
     t0=$(now); id=$(create "bench-$i"); wait_active "$id"; t1=$(now)
     SKIFF_T+=("$(echo "$t1 - $t0" | bc)")
     if [ -z "$XML_SRC" ]; then
-        virsh -c qemu:///system dumpxml "skiff-vm-$id" > "$WORK/domain.xml"
+        virsh -c "$SKT_LIBVIRT_URI" dumpxml "skiff-vm-$id" > "$WORK/domain.xml"
         cp "$WORK/data/vms/$id/seed.img" "$WORK/seed.img"
         XML_SRC="$id"
     fi
@@ -104,13 +105,13 @@ for i in $(seq "$ROUNDS"); do
     t0=$(now)
     qemu-img create -q -f qcow2 -F qcow2 -b "$TEMPLATE" "$d/disk.qcow2" 10G
     cp "$WORK/seed.img" "$d/seed.img"
-    virsh -c qemu:///system define "$d/domain.xml" >/dev/null
-    virsh -c qemu:///system start "bench-direct-$i" >/dev/null
+    virsh -c "$SKT_LIBVIRT_URI" define "$d/domain.xml" >/dev/null
+    virsh -c "$SKT_LIBVIRT_URI" start "bench-direct-$i" >/dev/null
     until grep -qa "SKIFF-GUEST ready" "$d/console.log" 2>/dev/null; do sleep 0.1; done
     t1=$(now)
     DIRECT_T+=("$(echo "$t1 - $t0" | bc)")
-    virsh -c qemu:///system destroy "bench-direct-$i" >/dev/null
-    virsh -c qemu:///system undefine "bench-direct-$i" >/dev/null
+    virsh -c "$SKT_LIBVIRT_URI" destroy "bench-direct-$i" >/dev/null
+    virsh -c "$SKT_LIBVIRT_URI" undefine "bench-direct-$i" >/dev/null
 done
 
 CONC_ROWS=""

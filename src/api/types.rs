@@ -284,6 +284,8 @@ listed!(SSHKeyList, SSHKey);
 pub struct CreateSSHKeyRequest {
     #[schema(min_length = 1, max_length = 128)]
     pub name: String,
+    /// skiff: an OpenSSH public key line (`ssh-ed25519 AAAA… comment`: RSA ≥ 2048
+    /// bits, ECDSA, Ed25519); any other string is 400.
     pub public_key: String,
 }
 
@@ -386,8 +388,10 @@ pub struct CreateAPIKeyRequest {
     pub name: String,
     #[serde(default, deserialize_with = "present")]
     pub rate_limit_tier: Option<TierParam>,
+    /// skiff: in the future (a past time is 400).
     #[serde(default, deserialize_with = "present")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// skiff: a role of the account scope that the calling key may grant (else 400).
     #[serde(default, deserialize_with = "present")]
     pub role_id: Option<Uuid>,
 }
@@ -606,6 +610,7 @@ pub struct CreateVMRequest {
     pub ssh_keys: Vec<String>,
     #[serde(default, deserialize_with = "present")]
     pub password: Option<String>,
+    /// skiff: 0 until volumes exist (more is 400).
     #[serde(default)]
     pub extra_storage: i64,
     #[serde(default, deserialize_with = "present")]
@@ -618,6 +623,7 @@ pub struct CreateVMRequest {
     pub backup_date: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// skiff: `vpc_*` fields and `skip_public_ip` are 400 until VPCs exist.
     #[serde(default, deserialize_with = "present")]
     pub vpc_id: Option<Uuid>,
     #[serde(default, deserialize_with = "present")]
@@ -708,6 +714,7 @@ pub struct ResizeVMDiskRequest {
 #[derive(Deserialize, ToSchema)]
 pub struct ReinstallVMRequest {
     pub template_id: Uuid,
+    /// skiff: `password` or `auto_generate_password`, not both (400).
     #[serde(default, deserialize_with = "present")]
     pub password: Option<String>,
     #[serde(default, deserialize_with = "present")]
@@ -920,7 +927,8 @@ pub struct SecurityGroupRule {
     pub protocol: String,
     /// `INBOUND` or `OUTBOUND`.
     pub rule_type: String,
-    /// `80` or `8000:9000`; empty for all ports (and for protocols without ports).
+    /// `80` or `8000:9000`; empty for all ports. skiff: TCP and UDP only; a range on
+    /// `ALL`, ICMP or another protocol is 400.
     #[serde(default, deserialize_with = "present")]
     pub range: Option<String>,
     /// Remote address; empty for any. A CIDR (`10.0.0.0/8`) is accepted too.

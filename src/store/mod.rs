@@ -13,6 +13,9 @@ pub enum StoreError {
     /// The embedded database failed (I/O, corruption, or the directory is locked).
     #[error("datastore: {0}")]
     Sled(#[from] sled::Error),
+    /// The flush task did not complete (the runtime is shutting down).
+    #[error("datastore: flush did not complete: {0}")]
+    Flush(String),
     /// A stored value could not be decoded into its record type.
     #[error("datastore: record {kind}/{id} is unreadable: {reason}")]
     Decode {
@@ -173,10 +176,16 @@ impl Store {
         Ok(())
     }
 
-    /// `flush` without blocking a runtime thread; concurrent callers share one fsync.
+    /// `flush` without blocking a runtime thread. Not sled's own `flush_async`: in
+    /// sled 0.34 concurrent calls of it deadlock (spacejam/sled#1308; seen here as a
+    /// server that stopped answering under 50 concurrent writes). The blocking flush
+    /// runs on the blocking pool instead; concurrent callers queue on sled's flush.
     pub async fn flush_async(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || db.flush()).await {
+            Ok(r) => r.map(|_| ()).map_err(StoreError::from),
+            Err(e) => Err(StoreError::Flush(e.to_string())),
+        }
     }
 }
 
