@@ -65,7 +65,8 @@ need_virt_host() {
         apt-get install -y -qq --no-install-recommends --allow-downgrades \
             "qemu-utils=$v" qemu-system-x86 >/dev/null
     fi
-    need_pkgs libvirt-daemon-system libvirt-clients qemu-system-x86 iproute2 iputils-ping
+    need_pkgs libvirt-daemon-system libvirt-clients qemu-system-x86 iproute2 iputils-ping \
+        e2fsprogs xfsprogs btrfs-progs
 }
 
 # A test host for system tests: network namespace $SKT_NETNS with bridge $SKT_BRIDGE

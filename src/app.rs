@@ -15,6 +15,7 @@ use crate::jobs::Reconciler;
 use crate::network::{bridge, Cidr};
 use crate::service::{
     BackupScheduler, FirewallReconciler, InitReport, ServiceError, Services, VmReconciler,
+    VolumeReconciler,
 };
 use crate::store::{Store, StoreError};
 use crate::web as dashboard;
@@ -166,6 +167,7 @@ pub async fn serve(cfg: Config, on_first_start: impl FnOnce(&InitReport)) -> Res
     tracing::info!(requeued, failed, "interrupted jobs settled");
     let reconciler = Reconciler::new(vec![
         Arc::new(VmReconciler(services.clone())),
+        Arc::new(VolumeReconciler(services.clone())),
         Arc::new(FirewallReconciler(services.clone())),
     ]);
     reconciler.run_once();

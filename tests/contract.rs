@@ -155,12 +155,16 @@ const DEPARTURES: &[Departure] = &[
     // The default project, or one still holding resources, is not deleted.
     d("ST103", 409, "project", false),
     // skiff's stricter rules on schema-valid input.
-    d(
-        "ST202",
-        400,
-        "volume_action delete: this host has no volumes yet",
-        false,
-    ),
+    // Volumes: the host's disk is finite (409 like a VM's), one change at a time
+    // (409), and the rules of docs/api.md on schema-valid input.
+    d("ST103", 409, "the host is short of disk", false),
+    d("ST103", 409, "the volume is busy", false),
+    d("ST103", 409, "volumes already", false),
+    d("ST202", 400, "size must be 1 to 10000 GB", false),
+    d("ST202", 400, "new_size must be", false),
+    d("ST202", 400, "detach it", false),
+    d("ST202", 400, "is not attached to a VM", false),
+    d("ST202", 400, "in this project", false),
     d(
         "ST202",
         400,

@@ -129,6 +129,7 @@ fn a_guest_boots_from_the_template_reads_its_seed_and_goes_away_cleanly() {
             bridge: h.bridge.clone(),
             tap: tap.clone(),
         }],
+        volumes: vec![],
         serial_log: log.clone(),
         accel: virt.accel(),
     };

@@ -20,6 +20,7 @@ mod ssh_keys;
 mod system;
 pub mod types;
 mod vms;
+mod volumes;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
@@ -135,6 +136,8 @@ impl utoipa::Modify for BodyResponses {
         security_groups::list, security_groups::create, security_groups::templates,
         security_groups::get, security_groups::update, security_groups::delete,
         security_groups::attach, security_groups::detach,
+        volumes::list, volumes::create, volumes::get, volumes::delete, volumes::resize,
+        volumes::attach, volumes::detach,
     ),
     modifiers(&SecurityAddon, &BodyResponses),
     security(("ApiKeyAuth" = [])),
@@ -292,6 +295,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
                     .route(web::patch().to(backups::update_schedule))
                     .route(web::delete().to(backups::delete_schedule)),
             )
+            .service(
+                res("/volumes", "GET, POST")
+                    .route(web::get().to(volumes::list))
+                    .route(web::post().to(volumes::create)),
+            )
+            .service(
+                res("/volumes/{id}", "GET, PATCH, DELETE")
+                    .route(web::get().to(volumes::get))
+                    .route(web::patch().to(volumes::resize))
+                    .route(web::delete().to(volumes::delete)),
+            )
+            .service(res("/volumes/{id}/attach", "POST").route(web::post().to(volumes::attach)))
+            .service(res("/volumes/{id}/detach", "POST").route(web::post().to(volumes::detach)))
             .service(
                 res("/security-groups", "GET, POST")
                     .route(web::get().to(security_groups::list))

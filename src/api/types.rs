@@ -610,9 +610,12 @@ pub struct CreateVMRequest {
     pub ssh_keys: Vec<String>,
     #[serde(default, deserialize_with = "present")]
     pub password: Option<String>,
-    /// skiff: 0 until volumes exist (more is 400).
+    /// GB of a block volume made and attached with the VM (0 to 10000; 0: none).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 10000)]
     pub extra_storage: i64,
+    /// The volume's file system: `ext4` (default), `xfs` or `btrfs`. skiff has no NTFS:
+    /// a Windows guest formats the volume itself.
     #[serde(default, deserialize_with = "present")]
     pub extra_storage_type: Option<String>,
     #[serde(default, deserialize_with = "present")]
@@ -651,7 +654,7 @@ pub struct VmQuery {
 
 #[derive(Deserialize, ToSchema, Default)]
 pub struct DeleteVMRequest {
-    /// `detach`; `delete` is 400 until volumes exist (a VM has none).
+    /// `detach` (default: the volumes stay) or `delete` (they go with the VM).
     #[serde(default, deserialize_with = "present")]
     pub volume_action: Option<String>,
     #[serde(default, deserialize_with = "present")]
@@ -727,7 +730,7 @@ pub struct ReinstallVMRequest {
 pub struct DeleteVMsBulkRequest {
     /// 1 to 50 VM ids.
     pub ids: Vec<Uuid>,
-    /// `detach`; `delete` is 400 until volumes exist.
+    /// `detach` (default: the volumes stay) or `delete` (they go with the VM).
     #[serde(default, deserialize_with = "present")]
     pub volume_action: Option<String>,
     /// `false`; `true` is 400 until VPCs exist.
@@ -1021,3 +1024,6 @@ pub struct AttachSecurityGroupRequest {
     /// The contract's integer; a negative one names no NIC (404).
     pub nic_id: i64,
 }
+
+mod volumes;
+pub use volumes::*;

@@ -8,7 +8,7 @@ use super::extract::{page, path_uuid, Caller, ProjectHeader};
 use super::types::{self, *};
 use super::AppState;
 use crate::model::{self, VmStatus};
-use crate::service::{NewVm, PowerAction};
+use crate::service::{NewVm, PowerAction, VolumeAction};
 
 fn dto(v: model::Vm) -> types::VM {
     types::VM {
@@ -144,6 +144,7 @@ pub async fn create(
             ssh_keys: b.ssh_keys,
             password: b.password,
             extra_storage: b.extra_storage,
+            extra_storage_type: b.extra_storage_type.clone(),
             backup_type: b.backup_type,
             backup_time: b.backup_time,
             backup_date: b.backup_date,
@@ -204,36 +205,38 @@ pub async fn delete(
     body: Option<web::Json<DeleteVMRequest>>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&id, "VM")?;
-    if let Some(b) = &body {
-        delete_options(b.volume_action.as_deref(), b.delete_vpc)?;
-    }
-    let vm = state.services.delete_vm(&who, project.as_deref(), &id)?;
+    let action = match &body {
+        Some(b) => delete_options(b.volume_action.as_deref(), b.delete_vpc)?,
+        None => VolumeAction::Detach,
+    };
+    let vm = state
+        .services
+        .delete_vm(&who, project.as_deref(), &id, action)?;
     Ok(done(format!("VM {} is being deleted", vm.name)))
 }
 
-/// `volume_action` and `delete_vpc` name things skiff does not have yet (volumes,
-/// VPCs): an explicit request to delete them is refused rather than silently taken
-/// as done; `detach` / `false` (keep them) are what happens anyway.
-fn delete_options(volume_action: Option<&str>, delete_vpc: Option<bool>) -> Result<(), ApiError> {
-    match volume_action {
-        None | Some("detach") => {}
-        Some("delete") => {
-            return Err(ApiError::bad_request(
-                "volume_action delete: this host has no volumes yet; leave it out or send detach",
-            ))
-        }
+/// What happens to the VM's volumes (`detach`, the default, keeps them). `delete_vpc`
+/// names VPCs, which skiff does not have yet: an explicit request to delete one is
+/// refused rather than silently taken as done.
+fn delete_options(
+    volume_action: Option<&str>,
+    delete_vpc: Option<bool>,
+) -> Result<VolumeAction, ApiError> {
+    let action = match volume_action {
+        None | Some("detach") => VolumeAction::Detach,
+        Some("delete") => VolumeAction::Delete,
         Some(_) => {
             return Err(ApiError::bad_request(
                 "volume_action must be detach or delete",
             ))
         }
-    }
+    };
     if delete_vpc == Some(true) {
         return Err(ApiError::bad_request(
             "delete_vpc true: this host has no VPCs yet; leave it out or send false",
         ));
     }
-    Ok(())
+    Ok(action)
 }
 
 async fn power(
@@ -617,10 +620,10 @@ pub async fn delete_bulk(
     ProjectHeader(project): ProjectHeader,
     body: web::Json<DeleteVMsBulkRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    delete_options(body.volume_action.as_deref(), body.delete_vpc)?;
+    let action = delete_options(body.volume_action.as_deref(), body.delete_vpc)?;
     let results: Vec<BulkDeleteVMItemResult> = state
         .services
-        .delete_vms(&who, project.as_deref(), &body.ids)?
+        .delete_vms(&who, project.as_deref(), &body.ids, action)?
         .into_iter()
         .map(|(id, r)| match r {
             Ok(vm) => BulkDeleteVMItemResult {

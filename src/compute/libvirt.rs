@@ -10,6 +10,7 @@ use std::ffi::{CStr, CString};
 
 use super::{
     xml, Accel, BackupProgress, ComputeError, DiskBackup, DomainSpec, Hypervisor, PowerState,
+    VolumeDisk,
 };
 
 pub struct Libvirt {
@@ -188,6 +189,62 @@ impl Hypervisor for Libvirt {
         }
         names.sort();
         Ok(names)
+    }
+
+    fn attach_disk(&self, name: &str, disk: &VolumeDisk) -> Result<(), ComputeError> {
+        let d = self.existing(name)?;
+        let x = cstring(&xml::volume_disk_xml(disk))?;
+        // SAFETY: `d` keeps the domain pointer valid for the call; the XML is
+        // NUL-terminated and outlives it.
+        let rc = unsafe {
+            sys::virDomainAttachDeviceFlags(d.as_ptr(), x.as_ptr(), sys::VIR_DOMAIN_AFFECT_LIVE)
+        };
+        if rc < 0 {
+            return Err(last_error("attach disk"));
+        }
+        Ok(())
+    }
+
+    fn detach_disk(&self, name: &str, disk: &VolumeDisk) -> Result<(), ComputeError> {
+        let d = self.existing(name)?;
+        let x = cstring(&xml::volume_disk_xml(disk))?;
+        // SAFETY: as in attach_disk.
+        let rc = unsafe {
+            sys::virDomainDetachDeviceFlags(d.as_ptr(), x.as_ptr(), sys::VIR_DOMAIN_AFFECT_LIVE)
+        };
+        if rc < 0 {
+            return Err(last_error("detach disk"));
+        }
+        Ok(())
+    }
+
+    fn live_disks(&self, name: &str) -> Result<Option<Vec<String>>, ComputeError> {
+        let Some(d) = self.domain(name)? else {
+            return Ok(None);
+        };
+        if !d.is_active().map_err(fail("is_active"))? {
+            return Ok(None);
+        }
+        let x = d.xml_desc(0).map_err(fail("xml_desc"))?;
+        Ok(Some(xml::disk_targets(&x)))
+    }
+
+    fn block_resize(&self, name: &str, target: &str, bytes: u64) -> Result<(), ComputeError> {
+        let d = self.existing(name)?;
+        let t = cstring(target)?;
+        // SAFETY: valid domain pointer and NUL-terminated target for the call.
+        let rc = unsafe {
+            sys::virDomainBlockResize(
+                d.as_ptr(),
+                t.as_ptr(),
+                bytes,
+                sys::VIR_DOMAIN_BLOCK_RESIZE_BYTES,
+            )
+        };
+        if rc < 0 {
+            return Err(last_error("block resize"));
+        }
+        Ok(())
     }
 
     fn vnc_address(&self, name: &str) -> Result<Option<super::VncListener>, ComputeError> {

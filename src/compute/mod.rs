@@ -6,6 +6,7 @@ pub mod access;
 pub mod disk;
 mod libvirt;
 pub mod seed;
+pub mod volume;
 pub mod xml;
 
 pub use libvirt::Libvirt;
@@ -90,9 +91,21 @@ pub struct DomainSpec {
     /// NoCloud seed image (label `cidata`), attached read-only as the second disk.
     pub seed: Option<PathBuf>,
     pub nics: Vec<NicSpec>,
+    /// Block volumes, after the seed (`vdc`…).
+    pub volumes: Vec<VolumeDisk>,
     /// The serial console's log, written (and rotated) by virtlogd.
     pub serial_log: PathBuf,
     pub accel: Accel,
+}
+
+/// A block volume on a domain: a standalone qcow2.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VolumeDisk {
+    pub path: std::path::PathBuf,
+    /// Target device (`vdc`…), unique in the domain.
+    pub target: String,
+    /// What the guest reads as the disk's serial (by-id name).
+    pub serial: String,
 }
 
 /// Power state of a domain as the host sees it.
@@ -168,6 +181,16 @@ pub trait Hypervisor: Send + Sync + 'static {
     /// Removes a checkpoint and its bitmap; when the bitmap is gone already (a new
     /// disk), only libvirt's record of it.
     fn delete_checkpoint(&self, name: &str, checkpoint: &str) -> Result<(), ComputeError>;
+    /// Plugs a volume into the running domain (its persistent definition is the
+    /// caller's, through `define`).
+    fn attach_disk(&self, name: &str, disk: &VolumeDisk) -> Result<(), ComputeError>;
+    /// Asks the running domain to unplug a volume; the guest completes it, so callers
+    /// watch `live_disks` for the target to go.
+    fn detach_disk(&self, name: &str, disk: &VolumeDisk) -> Result<(), ComputeError>;
+    /// Target devices of the running domain's disks; `None` when it is not running.
+    fn live_disks(&self, name: &str) -> Result<Option<Vec<String>>, ComputeError>;
+    /// Grows a disk of the running domain (and its image) to `bytes`.
+    fn block_resize(&self, name: &str, target: &str, bytes: u64) -> Result<(), ComputeError>;
     /// Where the running domain's VNC server listens; `None` when the domain is not
     /// running or has no VNC display.
     fn vnc_address(&self, name: &str) -> Result<Option<VncListener>, ComputeError>;

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Accel, DiskBackup, DomainSpec};
+use super::{Accel, DiskBackup, DomainSpec, VolumeDisk};
 
 /// Escapes text for an XML attribute or element.
 fn esc(s: &str) -> String {
@@ -55,6 +55,19 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
             esc(&seed.to_string_lossy())
         );
     }
+    for v in &spec.volumes {
+        x.push_str(&volume_disk_xml(v));
+    }
+    // q35 plugs each device into a PCIe root port and libvirt adds only as many as the
+    // defined devices take: spare ones let volumes be hot-plugged later.
+    let devices = 6 + spec.nics.len() + spec.volumes.len();
+    x.push_str("    <controller type='pci' index='0' model='pcie-root'/>\n");
+    for i in 1..=devices + SPARE_PORTS {
+        let _ = writeln!(
+            x,
+            "    <controller type='pci' index='{i}' model='pcie-root-port'/>"
+        );
+    }
     for nic in &spec.nics {
         let _ = writeln!(
             x,
@@ -76,6 +89,38 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
     x.push_str("    <memballoon model='virtio'/>\n    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\n");
     x.push_str("  </devices>\n</domain>\n");
     x
+}
+
+/// Free PCIe root ports a domain gets for hot-plugged volumes.
+pub const SPARE_PORTS: usize = 8;
+
+/// The `<disk>` of a volume: qcow2, standalone (`<backingStore/>`), with its serial.
+pub fn volume_disk_xml(v: &VolumeDisk) -> String {
+    format!(
+        "    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2' discard='unmap'/>\n      <source file='{}'/>\n      <backingStore/>\n      <target dev='{}' bus='virtio'/>\n      <serial>{}</serial>\n    </disk>\n",
+        esc(&v.path.to_string_lossy()),
+        esc(&v.target),
+        esc(&v.serial)
+    )
+}
+
+/// Target devices of the `<disk>`s in a domain XML, in order.
+pub fn disk_targets(xml: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(at) = rest.find("<disk ") {
+        rest = &rest[at..];
+        let end = rest.find("</disk>").unwrap_or(rest.len());
+        let block = &rest[..end];
+        if let Some(t) = block.find("<target dev='") {
+            let v = &block[t + 13..];
+            if let Some(q) = v.find('\'') {
+                out.push(v[..q].to_string());
+            }
+        }
+        rest = &rest[end..];
+    }
+    out
 }
 
 /// `<domainbackup>` (push mode) of `req`.
@@ -134,6 +179,11 @@ mod tests {
                 bridge: "br-pub".into(),
                 tap: "sk-1".into(),
             }],
+            volumes: vec![VolumeDisk {
+                path: PathBuf::from("/var/lib/skiff/volumes/7.qcow2"),
+                target: "vdc".into(),
+                serial: "skiff-vol-7".into(),
+            }],
             serial_log: PathBuf::from("/var/lib/skiff/vms/x/console.log"),
             accel: Accel::Tcg,
         }
@@ -156,6 +206,12 @@ mod tests {
         assert!(x.contains("<target dev='sk-1'/>"));
         assert!(x.contains("<log file='/var/lib/skiff/vms/x/console.log' append='on'/>"));
         assert!(!x.contains("host-passthrough"));
+        assert!(x.contains("<source file='/var/lib/skiff/volumes/7.qcow2'/>\n      <backingStore/>\n      <target dev='vdc' bus='virtio'/>\n      <serial>skiff-vol-7</serial>"));
+        assert_eq!(disk_targets(&x), ["vda", "vdb", "vdc"]);
+        assert_eq!(
+            x.matches("model='pcie-root-port'").count(),
+            6 + 1 + 1 + SPARE_PORTS
+        );
     }
 
     #[test]

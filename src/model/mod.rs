@@ -9,6 +9,7 @@ mod security_group;
 mod ssh_key;
 mod template;
 mod vm;
+mod volume;
 
 pub use account::{Account, User};
 pub use api_key::{ApiKey, ProjectAccess, RateLimitTier};
@@ -19,6 +20,7 @@ pub use security_group::{Family, SecurityGroup, SgDirection, SgProtocol, SgRemot
 pub use ssh_key::SshKey;
 pub use template::{ImageOwner, Template};
 pub use vm::{IpLease, Nic, Vm, VmNote, VmStatus, VmTag};
+pub use volume::{Volume, VolumeStatus};
 
 /// Timestamps are UTC, serialised as RFC 3339.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

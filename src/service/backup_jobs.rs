@@ -104,6 +104,19 @@ impl BackupHost {
             .ok_or_else(|| "virtual machines are not available on this host".to_string())
     }
 
+    /// Disks of the domain a backup leaves out: every one but the OS disk (the seed and
+    /// attached volumes; volumes are not part of VM backups, docs/api.md).
+    fn other_disks(&self, name: &str) -> Vec<String> {
+        let live = self
+            .vmh()
+            .ok()
+            .and_then(|h| h.hv.live_disks(name).ok().flatten());
+        match live {
+            Some(l) => l.into_iter().filter(|d| d != "vda").collect(),
+            None => vec!["vdb".into()],
+        }
+    }
+
     fn load(&self, id: &Uuid) -> Result<Option<Backup>, String> {
         self.backups.get(&uuid_key(id)).map_err(|e| e.to_string())
     }
@@ -353,7 +366,7 @@ impl BackupHost {
         let target = self.vmh()?.dir(&vm.id).join(format!("backup-{}.raw", b.id));
         let req = DiskBackup {
             disk: "vda".into(),
-            skip: vec!["vdb".into()],
+            skip: self.other_disks(&name),
             target: target.clone(),
             since: None,
             checkpoint: cp.clone(),
@@ -384,7 +397,7 @@ impl BackupHost {
             .join(format!("backup-{}.qcow2", b.id));
         let req = DiskBackup {
             disk: "vda".into(),
-            skip: vec!["vdb".into()],
+            skip: self.other_disks(&name),
             target: target.clone(),
             since: Some(since.to_string()),
             checkpoint: cp.to_string(),

@@ -23,6 +23,9 @@ mod vm_jobs;
 mod vm_meta;
 mod vm_reconcile;
 mod vms;
+mod volume_jobs;
+mod volume_reconcile;
+mod volumes;
 
 pub use api_keys::{ApiKeyChange, NewApiKey, WithSecret};
 pub use authz::Principal;
@@ -37,7 +40,9 @@ pub use templates::{ImportTemplate, SaveImage};
 pub use users::generate_user_password;
 pub use vm_meta::NoteWrite;
 pub use vm_reconcile::VmReconciler;
-pub use vms::{generate_password as new_vm_password, NewVm, PowerAction};
+pub use vms::{generate_password as new_vm_password, NewVm, PowerAction, VolumeAction};
+pub use volume_reconcile::VolumeReconciler;
+pub use volumes::NewVolume;
 
 use std::sync::Arc;
 
@@ -46,7 +51,7 @@ use crate::config::{CatalogConfig, Config, PublicNetworkConfig};
 use crate::jobs::{DiagSteps, JobEngine, JobError, JobHandler};
 use crate::model::{
     Account, ApiKey, Backup, BackupChain, BackupSchedule, IpLease, Project, SecurityGroup, SshKey,
-    Template, User, Vm, VmNote,
+    Template, User, Vm, VmNote, Volume,
 };
 use crate::store::{Store, StoreError, Table};
 
@@ -142,6 +147,7 @@ struct Inner {
     backup_chains: Table<BackupChain>,
     schedules: Table<BackupSchedule>,
     groups: Table<SecurityGroup>,
+    volumes: Table<Volume>,
     /// The security-group data plane; `None` when compute is off or it cannot load
     /// (then `firewall_down` says why).
     firewall: Option<Arc<firewall::FirewallHost>>,
@@ -225,6 +231,8 @@ impl Services {
             let host = Arc::new(vm_jobs::VmHost {
                 vms: store.table()?,
                 leases: store.table()?,
+                volumes: store.table()?,
+                volume_root: cfg.data_dir.join("volumes"),
                 hv: hv.clone(),
                 cfg: cfg.compute.clone(),
                 vm_root: cfg.data_dir.join("vms"),
@@ -237,6 +245,12 @@ impl Services {
             });
             for kind in vm_jobs::KINDS {
                 handlers.push(Arc::new(vm_jobs::VmJob {
+                    kind,
+                    host: host.clone(),
+                }));
+            }
+            for kind in volume_jobs::KINDS {
+                handlers.push(Arc::new(volume_jobs::VolumeJob {
                     kind,
                     host: host.clone(),
                 }));
@@ -284,6 +298,7 @@ impl Services {
                 backup_chains: store.table()?,
                 schedules: store.table()?,
                 groups: store.table()?,
+                volumes: store.table()?,
                 firewall,
                 firewall_down,
                 firewall_disabled: !cfg.network.firewall.enabled,
@@ -329,7 +344,7 @@ fn open_data_dir_to_qemu(
         }
     }
     private_dir(&cfg.backup_dir())?;
-    for (dir, base_images) in [("vms", false), ("templates", true)] {
+    for (dir, base_images) in [("vms", false), ("templates", true), ("volumes", false)] {
         let dir = cfg.data_dir.join(dir);
         private_dir(&dir)?;
         access.traverse(&dir)?;

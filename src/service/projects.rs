@@ -278,6 +278,11 @@ impl Services {
         let held = [
             ("VMs", i.vms.count_by_index(Vm::BY_PROJECT, &key)?),
             (
+                "volumes",
+                i.volumes
+                    .count_by_index(crate::model::Volume::BY_PROJECT, &key)?,
+            ),
+            (
                 "security groups",
                 i.groups.count_by_index(SecurityGroup::BY_PROJECT, &key)?,
             ),

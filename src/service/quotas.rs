@@ -89,6 +89,13 @@ impl Services {
                 mine.add(size);
             }
         }
+        for v in self.inner.volumes.all()? {
+            let gib = v.size_gib.max(0) as u64;
+            all.disk_gib += gib;
+            if v.account_id == *account {
+                mine.disk_gib += gib;
+            }
+        }
         for (name, used, asked) in [
             ("vms", mine.vms, add.vms),
             ("vcpus", mine.vcpus, add.vcpus),
@@ -101,6 +108,19 @@ impl Services {
             }
         }
         self.admit_on_host(all, add)
+    }
+
+    /// Admits `gib` more of volume storage for `account` (the `disk_gib` quota and
+    /// the host's disk, shared with VM disks).
+    pub(crate) fn admit_storage(&self, account: &Uuid, gib: u64) -> Result<(), ServiceError> {
+        self.admit_vm(
+            account,
+            VmSize {
+                disk_gib: gib,
+                ..VmSize::default()
+            },
+            None,
+        )
     }
 
     fn admit_on_host(&self, all: VmSize, add: VmSize) -> Result<(), ServiceError> {

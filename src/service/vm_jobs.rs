@@ -10,16 +10,19 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::compute::seed::{write_seed, GuestConfig, GuestNic};
-use crate::compute::{disk, DomainSpec, Hypervisor, NicSpec, PowerState};
+use crate::compute::{disk, DomainSpec, Hypervisor, NicSpec, PowerState, VolumeDisk};
 use crate::config::{ComputeConfig, TemplateConfig};
 use crate::jobs::{JobContext, JobHandler};
-use crate::model::{now, uuid_key, IpLease, Vm, VmStatus};
+use crate::model::{now, uuid_key, IpLease, Vm, VmStatus, Volume};
 use crate::store::{StoreError, Table};
 
 /// What the VM jobs work with.
 pub(crate) struct VmHost {
     pub vms: Table<Vm>,
     pub leases: Table<IpLease>,
+    pub volumes: Table<Volume>,
+    /// Where volume files live (`<id>.qcow2`).
+    pub volume_root: PathBuf,
     pub hv: Arc<dyn Hypervisor>,
     pub cfg: ComputeConfig,
     pub vm_root: PathBuf,
@@ -74,7 +77,10 @@ impl JobHandler for VmJob {
             "vm.stop" => h.stop(&id),
             "vm.reboot" => h.reboot(&id, false),
             "vm.reboot_hard" => h.reboot(&id, true),
-            "vm.delete" => return h.delete(&id),
+            "vm.delete" => {
+                let delete_volumes = ctx.params()["volume_action"].as_str() == Some("delete");
+                return h.delete(&id, delete_volumes);
+            }
             "vm.reconfigure" => h.reconfigure(&id),
             "vm.reset_password" => h.reset_password(&id),
             "vm.reinstall" => h.reinstall(&id),
@@ -164,9 +170,36 @@ impl VmHost {
                     tap: n.tap.clone(),
                 })
                 .collect(),
+            volumes: self.volume_disks(&vm.id)?,
             serial_log: self.console_log(&vm.id),
             accel: self.hv.accel(),
         })
+    }
+
+    /// The volume file of volume `id`.
+    pub(super) fn volume_path(&self, id: u64) -> PathBuf {
+        self.volume_root.join(format!("{id}.qcow2"))
+    }
+
+    /// The volumes the VM's definition holds: attached ones and one being attached;
+    /// not one being detached, nor one whose file is still being made. By target.
+    pub(super) fn volume_disks(&self, vm: &Uuid) -> Result<Vec<VolumeDisk>, String> {
+        let mut out: Vec<VolumeDisk> = self
+            .volumes
+            .by_index(Volume::BY_VM, &uuid_key(vm))
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|v| matches!(v.pending.as_deref(), None | Some("attach") | Some("resize")))
+            .filter_map(|v| {
+                Some(VolumeDisk {
+                    path: self.volume_path(v.id),
+                    serial: v.serial(),
+                    target: v.device?,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (a.target.len(), &a.target).cmp(&(b.target.len(), &b.target)));
+        Ok(out)
     }
 
     /// (Re)defines the domain from the record and the disk as it is now.
@@ -438,13 +471,16 @@ impl VmHost {
         self.boot(&vm, true)
     }
 
-    fn delete(&self, id: &Uuid) -> Result<(), String> {
+    /// Removes the domain, the VM's files and record; its volumes are detached (kept)
+    /// or, with `delete_volumes`, deleted with it.
+    fn delete(&self, id: &Uuid, delete_volumes: bool) -> Result<(), String> {
         let Some(vm) = self.vms.get(&uuid_key(id)).map_err(|e| e.to_string())? else {
             return Ok(());
         };
         let name = vm.domain_name();
         self.hv.destroy(&name).map_err(|e| e.to_string())?;
         self.hv.undefine(&name).map_err(|e| e.to_string())?;
+        self.release_volumes(id, delete_volumes)?;
         let dir = self.dir(id);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}

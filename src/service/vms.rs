@@ -20,6 +20,8 @@ pub struct NewVm {
     pub ssh_keys: Vec<String>,
     pub password: Option<String>,
     pub extra_storage: i64,
+    /// `ext4` (default), `xfs` or `btrfs`.
+    pub extra_storage_type: Option<String>,
     pub backup_type: Option<String>,
     /// Time of day of the scheduled backup (`8am` when not given).
     pub backup_time: Option<String>,
@@ -29,6 +31,15 @@ pub struct NewVm {
     pub wants_vpc: bool,
     pub skip_public_ip: bool,
     pub skip_vpc: bool,
+}
+
+/// What a VM's delete does with its volumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VolumeAction {
+    /// They stay, detached (the contract's default).
+    Detach,
+    /// They go with the VM.
+    Delete,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -301,8 +312,14 @@ impl Services {
         if new.extra_storage < 0 || new.extra_storage > 10_000 {
             return Err(invalid("extra_storage must be 0 to 10000 GB"));
         }
-        if new.extra_storage > 0 {
-            return Err(invalid("extra_storage (volumes) is not available yet"));
+        let extra_fs = new
+            .extra_storage_type
+            .clone()
+            .unwrap_or_else(|| "ext4".into());
+        if new.extra_storage > 0
+            && !crate::compute::volume::FILESYSTEMS.contains(&extra_fs.as_str())
+        {
+            return Err(invalid("extra_storage_type must be ext4, xfs or btrfs"));
         }
         let schedule = Self::check_vm_backup(
             new.backup_type.as_deref(),
@@ -342,7 +359,7 @@ impl Services {
                 vms: 1,
                 vcpus: plan.vcpu.max(0) as u64,
                 memory_gib: plan.memory_gib.max(0) as u64,
-                disk_gib: plan.ssd_gib.max(0) as u64,
+                disk_gib: (plan.ssd_gib + new.extra_storage).max(0) as u64,
                 public_ips: 1,
             },
             None,
@@ -399,6 +416,9 @@ impl Services {
             self.add_schedule(&vm, who.user_id, kind, time, minute, day, keep)?;
         }
         self.submit_vm_job(&vm, "vm.create")?;
+        if new.extra_storage > 0 {
+            self.extra_storage_for(who, &vm, new.extra_storage, extra_fs)?;
+        }
         Ok(vm)
     }
 
@@ -439,9 +459,16 @@ impl Services {
         who: &Principal,
         header: Option<&str>,
         id: &Uuid,
+        volumes: VolumeAction,
     ) -> Result<Vm, ServiceError> {
         let vm = self.vm_in_scope(who, header, id, "vm.delete")?;
         self.hypervisor()?;
+        if volumes == VolumeAction::Delete {
+            let held = self.vm_volumes(who, id)?;
+            if let Some(v) = held.first() {
+                who.require_in(&v.project_id, "volume.delete")?;
+            }
+        }
         let vm = self
             .inner
             .vms
@@ -461,7 +488,19 @@ impl Services {
                 .schedules
                 .delete(&crate::model::BackupSchedule::key_of(s.id))?;
         }
-        self.submit_vm_job(&vm, "vm.delete")?;
+        self.inner.jobs.submit(NewJob {
+            kind: "vm.delete".into(),
+            target: format!("vm/{}", vm.id),
+            account_id: Some(vm.account_id),
+            project_id: Some(vm.project_id),
+            params: serde_json::json!({
+                "vm_id": vm.id,
+                "volume_action": match volumes {
+                    VolumeAction::Detach => "detach",
+                    VolumeAction::Delete => "delete",
+                },
+            }),
+        })?;
         Ok(vm)
     }
 
@@ -473,6 +512,7 @@ impl Services {
         who: &Principal,
         header: Option<&str>,
         ids: &[Uuid],
+        volumes: VolumeAction,
     ) -> Result<Vec<(Uuid, Result<Vm, ServiceError>)>, ServiceError> {
         if header.is_none() {
             return Err(ServiceError::ProjectRequired);
@@ -482,7 +522,7 @@ impl Services {
         }
         Ok(ids
             .iter()
-            .map(|id| (*id, self.delete_vm(who, header, id)))
+            .map(|id| (*id, self.delete_vm(who, header, id, volumes)))
             .collect())
     }
 

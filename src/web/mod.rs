@@ -17,6 +17,7 @@ mod security_groups;
 mod session;
 mod views;
 mod vms;
+mod volumes;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -92,6 +93,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/jobs/{id}", web::get().to(vms::job_fragment))
                 .configure(vms::routes)
                 .configure(security_groups::routes)
+                .configure(volumes::routes)
                 .configure(keys::routes)
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(WebError::NotFound)

@@ -319,6 +319,7 @@ pub async fn create(p: Posted) -> Result<HttpResponse, WebError> {
         ssh_keys: v.ssh_keys.clone(),
         password,
         extra_storage: 0,
+        extra_storage_type: None,
         backup_type: (v.backup != "none").then(|| v.backup.clone()),
         backup_time: (v.backup != "none").then(|| v.backup_time.clone()),
         backup_date: (v.backup == "weekly").then(|| v.backup_day.clone()),
@@ -572,7 +573,9 @@ pub async fn delete(p: Posted, id: web::Path<String>) -> Result<HttpResponse, We
     }
     let r = p
         .ctx
-        .call(move |s, who, scope| s.delete_vm(who, scope, &id))
+        .call(move |s, who, scope| {
+            s.delete_vm(who, scope, &id, crate::service::VolumeAction::Detach)
+        })
         .await
         .map(|vm| format!("VM {} is being deleted", vm.name));
     let to = if r.is_ok() {

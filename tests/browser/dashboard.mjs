@@ -207,6 +207,42 @@ try {
   assert.match(await flash(), /security group attached/);
   assert.match(await page.locator('#nics').textContent(), /web/);
 
+  step('a volume: created attached to the VM, detached, grown, deleted');
+  await page.goto(`${base}/ui/volumes`);
+  await page.fill('#create-volume input[name=name]', 'data-1');
+  await page.fill('#create-volume input[name=size]', '1');
+  await page.selectOption('#create-volume select[name=filesystem_type]', 'xfs');
+  await page.selectOption('#create-volume select[name=vm_id]', { index: 1 });
+  await page.click('#create-volume button[type=submit]');
+  assert.match(await flash(), /volume data-1 is being created/);
+  const volRow = page.locator('#volumes tr', { hasText: 'data-1' });
+  await until('the volume attached', async () => {
+    await page.reload();
+    return /attached/.test(await volRow.textContent()) && !/under way/.test(await volRow.textContent());
+  }, 120_000);
+  assert.match(await volRow.textContent(), /\/dev\/vdc/);
+  assert.match(await volRow.textContent(), /web-1/);
+  await shot('volumes');
+  await volRow.locator('button:has-text("Detach")').click();
+  assert.match(await flash(), /volume data-1 is being detached/);
+  await until('the volume detached', async () => {
+    await page.reload();
+    return /available/.test(await volRow.textContent()) && !/under way/.test(await volRow.textContent());
+  }, 120_000);
+  await volRow.locator('input[name=new_size]').fill('3');
+  await volRow.locator('button:has-text("Grow")').click();
+  assert.match(await flash(), /growing to 3 GB/);
+  await until('the volume grown', async () => {
+    await page.reload();
+    return /3 GB/.test(await volRow.textContent()) && !/under way/.test(await volRow.textContent());
+  }, 60_000);
+  await volRow.locator('button:has-text("Delete")').click();
+  assert.match(await flash(), /volume data-1 is being deleted/);
+  await until('the volume gone', async () => {
+    await page.reload();
+    return (await page.locator('#volumes tr', { hasText: 'data-1' }).count()) === 0;
+  }, 60_000);
+
   step('create an API key (secret shown once), use it, revoke it');
   await page.goto(`${base}/ui/api-keys`);
   await page.fill('#create-api-key input[name=name]', 'ci-key');

@@ -164,3 +164,72 @@ impl Drop for DomainGuard {
         }
     }
 }
+
+/// Runs `cmd` in the test guest's root shell (busybox telnetd on port 23, test images
+/// only) and returns what it printed. Telnet option bytes are dropped; the end is found
+/// by a marker the command's own echo cannot contain.
+#[allow(dead_code)]
+pub fn guest_sh(ip: &str, cmd: &str) -> String {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = format!("{ip}:23").parse().unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut c = loop {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < until => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("guest shell at {addr}: {e}"),
+        }
+    };
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    c.write_all(format!("echo __SKIFF\"\"_BEGIN__; {cmd}; echo __SKIFF\"\"_END__\n").as_bytes())
+        .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        let text = strip_telnet(&raw);
+        // The echoed command line (which the shell may wrap) holds the markers only
+        // with their quotes; the output holds them whole.
+        if let Some(b) = text.find("__SKIFF_BEGIN__") {
+            let rest = &text[b + "__SKIFF_BEGIN__".len()..];
+            if let Some(e) = rest.find("__SKIFF_END__") {
+                return rest[..e].replace('\r', "").trim().to_string();
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "guest command did not finish: {cmd}\n{text}"
+        );
+    }
+    panic!("guest shell closed: {}", strip_telnet(&raw));
+}
+
+fn strip_telnet(raw: &[u8]) -> String {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == 0xff && i + 1 < raw.len() {
+            match raw[i + 1] {
+                0xfb..=0xfe => i += 3,
+                0xff => {
+                    out.push(0xff);
+                    i += 2
+                }
+                _ => i += 2,
+            }
+            continue;
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
