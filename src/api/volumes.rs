@@ -136,6 +136,7 @@ pub async fn list(
         (status = 401, description = "Authentication required", body = Error),
         (status = 402, description = "A quota would be exceeded", body = Error),
         (status = 403, description = "No permission in the project", body = Error),
+        (status = 404, description = "No such project", body = Error),
         (status = 409, description = "The VM holds 16 volumes, or the host is short of disk", body = Error),
         (status = 503, description = "Volumes cannot be made on this host now", body = Error),
     )

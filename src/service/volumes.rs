@@ -238,6 +238,11 @@ impl Services {
         region: Option<&str>,
         page: Page,
     ) -> Result<Paged<Volume>, ServiceError> {
+        if let Some(r) = region {
+            if !self.inner.catalog.regions.iter().any(|x| x.code == r) {
+                return Err(invalid(format!("unknown region {r:?}")));
+            }
+        }
         let mut all = Vec::new();
         for p in self.projects_for_list(who, project)? {
             if who.require_in(&p, "volume.view").is_err() {
