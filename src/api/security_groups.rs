@@ -15,8 +15,9 @@ use crate::service::{
     raff_rule, sg_templates, GroupWrite, RaffRule, RuleCounter, ServiceError, Services,
 };
 
-/// Runs a service call that writes BPF maps on the blocking pool, not on an HTTP worker.
-async fn off_worker<T: Send + 'static>(
+/// Runs a service call that blocks (writes BPF maps, waits on a lock) on the blocking
+/// pool, not on an HTTP worker.
+pub(super) async fn off_worker<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ApiError> {
     web::block(f)

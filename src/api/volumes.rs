@@ -9,10 +9,11 @@ use actix_web::{web, HttpResponse};
 
 use super::error::ApiError;
 use super::extract::{optional_uuid, page, Caller, ProjectHeader};
+use super::security_groups::off_worker;
 use super::types::{self, *};
 use super::AppState;
 use crate::model;
-use crate::service::{NewVolume, ServiceError, Services};
+use crate::service::{NewVolume, Principal, Services};
 
 /// How long an attach, detach or resize answer waits for its job.
 const WAIT: Duration = Duration::from_secs(90);
@@ -50,23 +51,17 @@ fn volume_id(raw: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "volume not found"))
 }
 
-/// Runs a service call that may wait on the store's lock off the HTTP worker.
-async fn off_worker<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, ApiError> {
-    web::block(f)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(ApiError::from)
-}
-
 /// Waits for `job`; its failure is the answer (409, the volume as it was), else the
 /// volume as it now is.
-async fn settle(s: &Services, id: u64, job: uuid::Uuid) -> Result<model::Volume, ApiError> {
+async fn settle(
+    s: &Services,
+    who: &Principal,
+    id: u64,
+    job: uuid::Uuid,
+) -> Result<model::Volume, ApiError> {
     let until = Instant::now() + WAIT;
     loop {
-        let j = s.jobs().get(&job).map_err(ServiceError::from)?;
-        match j {
+        match s.get_job(who, &job).ok() {
             Some(j) if j.status.is_final() => {
                 if let Some(e) = j.error.filter(|_| j.status == model::JobStatus::Failed) {
                     return Err(ApiError::new(StatusCode::CONFLICT, e));
@@ -246,8 +241,9 @@ pub async fn resize(
     let id = volume_id(&id)?;
     let size = body.new_size;
     let s = state.services.clone();
+    let caller = who.clone();
     let change = off_worker(move || s.resize_volume(&who, project.as_deref(), id, size)).await?;
-    let v = settle(&state.services, id, change.job).await?;
+    let v = settle(&state.services, &caller, id, change.job).await?;
     Ok(HttpResponse::Ok().json(ResizeResponse {
         success: true,
         message: format!("volume {} is {} GB", v.name, v.size_gib),
@@ -280,8 +276,9 @@ pub async fn attach(
     let id = volume_id(&id)?;
     let vm = body.vm_id;
     let s = state.services.clone();
+    let caller = who.clone();
     let change = off_worker(move || s.attach_volume(&who, project.as_deref(), id, &vm)).await?;
-    let v = settle(&state.services, id, change.job).await?;
+    let v = settle(&state.services, &caller, id, change.job).await?;
     Ok(one(&state.services, StatusCode::OK, v))
 }
 
@@ -307,7 +304,8 @@ pub async fn detach(
 ) -> Result<HttpResponse, ApiError> {
     let id = volume_id(&id)?;
     let s = state.services.clone();
+    let caller = who.clone();
     let change = off_worker(move || s.detach_volume(&who, project.as_deref(), id)).await?;
-    let v = settle(&state.services, id, change.job).await?;
+    let v = settle(&state.services, &caller, id, change.job).await?;
     Ok(one(&state.services, StatusCode::OK, v))
 }

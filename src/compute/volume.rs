@@ -18,9 +18,11 @@ fn host(what: String, reason: impl Into<String>) -> ComputeError {
     }
 }
 
-/// `mkfs` of `fs` on the raw file `raw`, labelled `label`. The flags make each tool
-/// write a file without asking and without discarding (a file has nothing to trim).
+/// `mkfs` of `fs` on the raw file `raw`, labelled `label` (cut to XFS's 12
+/// characters). The flags make each tool write a file without asking and without
+/// discarding (a file has nothing to trim).
 fn mkfs(fs: &str, raw: &Path, label: &str) -> Result<(), ComputeError> {
+    let label: String = label.chars().take(12).collect();
     let (tool, args): (&str, &[&str]) = match fs {
         // The file is new and sparse: it reads as zeros, so nothing need be zeroed.
         "ext4" => (
@@ -40,7 +42,7 @@ fn mkfs(fs: &str, raw: &Path, label: &str) -> Result<(), ComputeError> {
     let what = format!("making {fs} on {}", raw.display());
     let out = Command::new(tool)
         .args(args)
-        .arg(label)
+        .arg(&label)
         .arg(raw)
         .output()
         .map_err(|e| host(what.clone(), format!("cannot run {tool}: {e}")))?;
@@ -55,18 +57,12 @@ fn mkfs(fs: &str, raw: &Path, label: &str) -> Result<(), ComputeError> {
 
 /// Makes the volume file `out` (qcow2, `size_gib`, holding an empty `fs` labelled
 /// `label`) through `out.raw` beside it, which is removed again. Repeatable: a
-/// leftover from an interrupted attempt is replaced.
+/// leftover of an interrupted attempt is overwritten (create truncates, qemu-img
+/// writes its output anew).
 pub fn create(out: &Path, size_gib: u64, fs: &str, label: &str) -> Result<(), ComputeError> {
     let raw = out.with_extension("raw");
     let tmp = out.with_extension("qcow2.tmp");
     let what = |p: &Path| format!("creating {}", p.display());
-    for p in [&raw, &tmp] {
-        match std::fs::remove_file(p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(host(what(p), e.to_string())),
-        }
-    }
     let made = (|| {
         let f = std::fs::File::create(&raw).map_err(|e| host(what(&raw), e.to_string()))?;
         f.set_len(size_gib << 30)
@@ -81,20 +77,20 @@ pub fn create(out: &Path, size_gib: u64, fs: &str, label: &str) -> Result<(), Co
     made
 }
 
-/// Which file system `blkid` finds at the start of `raw` (for tests and `doctor`).
-pub fn probe_fs(raw: &Path) -> Option<String> {
-    let out = Command::new("blkid")
-        .args(["-p", "-o", "value", "-s", "TYPE"])
-        .arg(raw)
-        .output()
-        .ok()?;
-    let t = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (!t.is_empty()).then_some(t)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Which file system `blkid` finds at the start of `raw`.
+    fn probe_fs(raw: &Path) -> Option<String> {
+        let out = Command::new("blkid")
+            .args(["-p", "-o", "value", "-s", "TYPE"])
+            .arg(raw)
+            .output()
+            .ok()?;
+        let t = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (!t.is_empty()).then_some(t)
+    }
 
     fn have(tool: &str) -> bool {
         Command::new(tool).arg("-V").output().is_ok()

@@ -139,7 +139,12 @@ impl Vm {
 
     /// The libvirt domain name.
     pub fn domain_name(&self) -> String {
-        format!("skiff-vm-{}", self.id)
+        Vm::domain_name_of(&self.id)
+    }
+
+    /// The libvirt domain name of VM `id`.
+    pub fn domain_name_of(id: &Uuid) -> String {
+        format!("skiff-vm-{id}")
     }
 }
 

@@ -3,13 +3,13 @@
 //! dirty bitmap is still valid), restore, verify and garbage collection. Each job can
 //! be run again from the start after a crash: it finds what the first attempt did.
 
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use uuid::Uuid;
 
+use super::remove_if_present;
 use super::vm_jobs::VmHost;
 use crate::backup::{BackupStats, QemuIncrement, RawImage, Repo};
 use crate::compute::{disk, BackupProgress, DiskBackup, PowerState};
@@ -89,14 +89,6 @@ fn checkpoint_name() -> String {
     format!("skiff-{}", &Uuid::new_v4().simple().to_string()[..12])
 }
 
-fn remove_if_present(p: &Path) -> Result<(), String> {
-    match std::fs::remove_file(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("removing {}: {e}", p.display())),
-    }
-}
-
 impl BackupHost {
     fn vmh(&self) -> Result<&VmHost, String> {
         self.vm
@@ -105,16 +97,16 @@ impl BackupHost {
     }
 
     /// Disks of the domain a backup leaves out: every one but the OS disk (the seed and
-    /// attached volumes; volumes are not part of VM backups, docs/api.md).
-    fn other_disks(&self, name: &str) -> Vec<String> {
+    /// attached volumes; volumes are not part of VM backups, docs/api.md). Read from
+    /// the running domain: a disk left unnamed would get libvirt's default target.
+    fn other_disks(&self, name: &str) -> Result<Vec<String>, String> {
         let live = self
-            .vmh()
-            .ok()
-            .and_then(|h| h.hv.live_disks(name).ok().flatten());
-        match live {
-            Some(l) => l.into_iter().filter(|d| d != "vda").collect(),
-            None => vec!["vdb".into()],
-        }
+            .vmh()?
+            .hv
+            .live_disks(name)
+            .map_err(|e| e.to_string())?
+            .ok_or("the domain is not running")?;
+        Ok(live.into_iter().filter(|d| d != "vda").collect())
     }
 
     fn load(&self, id: &Uuid) -> Result<Option<Backup>, String> {
@@ -366,7 +358,7 @@ impl BackupHost {
         let target = self.vmh()?.dir(&vm.id).join(format!("backup-{}.raw", b.id));
         let req = DiskBackup {
             disk: "vda".into(),
-            skip: self.other_disks(&name),
+            skip: self.other_disks(&name)?,
             target: target.clone(),
             since: None,
             checkpoint: cp.clone(),
@@ -397,7 +389,7 @@ impl BackupHost {
             .join(format!("backup-{}.qcow2", b.id));
         let req = DiskBackup {
             disk: "vda".into(),
-            skip: self.other_disks(&name),
+            skip: self.other_disks(&name)?,
             target: target.clone(),
             since: Some(since.to_string()),
             checkpoint: cp.to_string(),

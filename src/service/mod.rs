@@ -91,6 +91,26 @@ pub enum ServiceError {
     Jobs(#[from] JobError),
 }
 
+/// A job's parameters: `base` (an object) with `extra`'s fields added.
+pub(crate) fn job_params(
+    mut base: serde_json::Value,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    base
+}
+
+/// Removes a file that may already be gone (a repeated job step).
+pub(crate) fn remove_if_present(p: &std::path::Path) -> Result<(), String> {
+    match std::fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("removing {}: {e}", p.display())),
+    }
+}
+
 pub(crate) fn invalid(msg: impl Into<String>) -> ServiceError {
     ServiceError::Invalid(msg.into())
 }

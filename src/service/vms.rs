@@ -180,12 +180,22 @@ impl Services {
     }
 
     fn submit_vm_job(&self, vm: &Vm, kind: &str) -> Result<(), ServiceError> {
+        self.submit_vm_job_with(vm, kind, serde_json::json!({}))
+    }
+
+    /// `submit_vm_job` with `extra` parameters beside `vm_id`.
+    fn submit_vm_job_with(
+        &self,
+        vm: &Vm,
+        kind: &str,
+        extra: serde_json::Value,
+    ) -> Result<(), ServiceError> {
         self.inner.jobs.submit(NewJob {
             kind: kind.into(),
             target: format!("vm/{}", vm.id),
             account_id: Some(vm.account_id),
             project_id: Some(vm.project_id),
-            params: serde_json::json!({ "vm_id": vm.id }),
+            params: super::job_params(serde_json::json!({ "vm_id": vm.id }), extra),
         })?;
         Ok(())
     }
@@ -312,15 +322,14 @@ impl Services {
         if new.extra_storage < 0 || new.extra_storage > 10_000 {
             return Err(invalid("extra_storage must be 0 to 10000 GB"));
         }
-        let extra_fs = new
-            .extra_storage_type
-            .clone()
-            .unwrap_or_else(|| "ext4".into());
-        if new.extra_storage > 0
-            && !crate::compute::volume::FILESYSTEMS.contains(&extra_fs.as_str())
-        {
-            return Err(invalid("extra_storage_type must be ext4, xfs or btrfs"));
-        }
+        // Checked only when a volume is asked for, as before volumes existed.
+        let extra_fs = match new.extra_storage {
+            0 => String::new(),
+            _ => super::volumes::filesystem_or_default(
+                new.extra_storage_type.clone(),
+                "extra_storage_type",
+            )?,
+        };
         let schedule = Self::check_vm_backup(
             new.backup_type.as_deref(),
             new.backup_time.as_deref(),
@@ -463,11 +472,14 @@ impl Services {
     ) -> Result<Vm, ServiceError> {
         let vm = self.vm_in_scope(who, header, id, "vm.delete")?;
         self.hypervisor()?;
-        if volumes == VolumeAction::Delete {
-            let held = self.vm_volumes(who, id)?;
-            if let Some(v) = held.first() {
-                who.require_in(&v.project_id, "volume.delete")?;
-            }
+        if volumes == VolumeAction::Delete
+            && self
+                .inner
+                .volumes
+                .count_by_index(crate::model::Volume::BY_VM, &uuid_key(&vm.id))?
+                > 0
+        {
+            who.require_in(&vm.project_id, "volume.delete")?;
         }
         let vm = self
             .inner
@@ -488,19 +500,15 @@ impl Services {
                 .schedules
                 .delete(&crate::model::BackupSchedule::key_of(s.id))?;
         }
-        self.inner.jobs.submit(NewJob {
-            kind: "vm.delete".into(),
-            target: format!("vm/{}", vm.id),
-            account_id: Some(vm.account_id),
-            project_id: Some(vm.project_id),
-            params: serde_json::json!({
-                "vm_id": vm.id,
-                "volume_action": match volumes {
-                    VolumeAction::Detach => "detach",
-                    VolumeAction::Delete => "delete",
-                },
-            }),
-        })?;
+        let action = match volumes {
+            VolumeAction::Detach => "detach",
+            VolumeAction::Delete => "delete",
+        };
+        self.submit_vm_job_with(
+            &vm,
+            "vm.delete",
+            serde_json::json!({ "volume_action": action }),
+        )?;
         Ok(vm)
     }
 

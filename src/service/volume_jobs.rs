@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use super::remove_if_present;
 use super::vm_jobs::VmHost;
 use crate::compute::{disk, volume, VolumeDisk};
 use crate::jobs::{JobContext, JobHandler};
-use crate::model::{now, uuid_key, Volume, VolumeStatus};
+use crate::model::{now, uuid_key, Vm, Volume, VolumeStatus};
 use crate::store::StoreError;
 
 pub(crate) const KINDS: &[&str] = &[
@@ -63,6 +64,16 @@ impl JobHandler for VolumeJob {
     }
 }
 
+/// The job target of a change of `v`: its VM's while it has one (attach, detach and
+/// a resize of an attached volume never interleave with the VM's power jobs), else
+/// its own.
+pub(super) fn target_of(v: &Volume) -> String {
+    match v.vm_id {
+        Some(vm) => format!("vm/{vm}"),
+        None => format!("volume/{}", v.id),
+    }
+}
+
 impl VmHost {
     fn volume(&self, id: u64) -> Result<Option<Volume>, String> {
         self.volumes
@@ -105,7 +116,7 @@ impl VmHost {
             let made = std::fs::create_dir_all(&self.volume_root)
                 .map_err(|e| format!("creating {}: {e}", self.volume_root.display()))
                 .and_then(|_| {
-                    volume::create(&path, v.size_gib as u64, &v.filesystem, &label(id))
+                    volume::create(&path, v.size_gib as u64, &v.filesystem, &format!("vol{id}"))
                         .map_err(|e| e.to_string())
                 });
             if let Err(e) = made {
@@ -260,7 +271,7 @@ impl VmHost {
         let grown = (|| {
             let live = match (v.vm_id, &v.device) {
                 (Some(vm), Some(target)) => {
-                    let name = format!("skiff-vm-{vm}");
+                    let name = Vm::domain_name_of(&vm);
                     let disks = self.hv.live_disks(&name).map_err(|e| e.to_string())?;
                     disks
                         .is_some_and(|d| d.contains(target))
@@ -315,11 +326,7 @@ impl VmHost {
             path.with_extension("raw"),
             path.with_extension("qcow2.tmp"),
         ] {
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("removing {}: {e}", p.display())),
-            }
+            remove_if_present(&p)?;
         }
         self.volumes
             .delete(&Volume::key_of(v.id))
@@ -347,11 +354,4 @@ impl VmHost {
         }
         Ok(())
     }
-}
-
-/// The file-system label of volume `id`: at most 12 characters (XFS's limit).
-fn label(id: u64) -> String {
-    let mut l = format!("vol{id}");
-    l.truncate(12);
-    l
 }

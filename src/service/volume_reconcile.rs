@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use crate::jobs::{NewJob, Reconcile};
+use crate::jobs::Reconcile;
 use crate::model::{now, Volume};
 use crate::store::StoreError;
 
@@ -57,18 +57,8 @@ impl Reconcile for VolumeReconciler {
                 ));
                 continue;
             }
-            let target = match (kind.as_str(), v.vm_id) {
-                ("attach" | "detach" | "create", Some(vm)) => format!("vm/{vm}"),
-                _ => format!("volume/{}", v.id),
-            };
-            s.jobs
-                .submit(NewJob {
-                    kind: format!("volume.{kind}"),
-                    target,
-                    account_id: Some(v.account_id),
-                    project_id: Some(v.project_id),
-                    params: serde_json::json!({ "volume_id": v.id }),
-                })
+            self.0
+                .submit_volume_job(v, &kind, serde_json::json!({}))
                 .map_err(|e| e.to_string())?;
             drift.push(format!(
                 "volume {} was left with {kind} and no job; resubmitted it",

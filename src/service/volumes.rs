@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use uuid::Uuid;
 
+use super::volume_jobs::target_of;
 use super::{check_name, invalid, Page, Paged, Principal, ServiceError, Services};
 use crate::compute::volume::FILESYSTEMS;
 use crate::jobs::NewJob;
@@ -28,6 +29,26 @@ pub struct NewVolume {
     pub filesystem: Option<String>,
     pub vm_id: Option<Uuid>,
     pub region: Option<String>,
+}
+
+/// A validated new volume, before it has an id.
+struct Draft {
+    name: String,
+    size_gib: i64,
+    filesystem: String,
+    region: String,
+}
+
+/// The file system a volume is made with: `field`'s value, `ext4` when absent.
+pub(crate) fn filesystem_or_default(
+    given: Option<String>,
+    field: &str,
+) -> Result<String, ServiceError> {
+    let fs = given.unwrap_or_else(|| "ext4".into());
+    if !FILESYSTEMS.contains(&fs.as_str()) {
+        return Err(invalid(format!("{field} must be ext4, xfs or btrfs")));
+    }
+    Ok(fs)
 }
 
 /// Where a volume change stands when the API answers.
@@ -80,25 +101,45 @@ impl Services {
         format!("{p:.6}")
     }
 
-    fn submit_volume_job(
+    /// Submits job `volume.<kind>` for `v` on its target (`volume_jobs::target_of`).
+    pub(super) fn submit_volume_job(
         &self,
         v: &Volume,
         kind: &str,
-        target: String,
         extra: serde_json::Value,
     ) -> Result<Uuid, ServiceError> {
-        let mut params = serde_json::json!({ "volume_id": v.id });
-        if let (Some(p), Some(e)) = (params.as_object_mut(), extra.as_object()) {
-            p.extend(e.clone());
-        }
         let job = self.inner.jobs.submit(NewJob {
-            kind: kind.into(),
-            target,
+            kind: format!("volume.{kind}"),
+            target: target_of(v),
             account_id: Some(v.account_id),
             project_id: Some(v.project_id),
-            params,
+            params: super::job_params(serde_json::json!({ "volume_id": v.id }), extra),
         })?;
         Ok(job.id)
+    }
+
+    /// Records that job `volume.<kind>` owns the volume (`change` applied with it),
+    /// then submits that job. A crash in between leaves a record naming a job nobody
+    /// runs, which the volume reconciler submits again.
+    fn start_change(
+        &self,
+        id: u64,
+        kind: &str,
+        extra: serde_json::Value,
+        change: impl Fn(&mut Volume),
+    ) -> Result<VolumeChange, ServiceError> {
+        let v = self
+            .inner
+            .volumes
+            .update::<ServiceError>(&Volume::key_of(id), |v| {
+                change(v);
+                v.pending = Some(kind.into());
+                v.updated_at = now();
+                Ok(())
+            })?
+            .ok_or(ServiceError::NotFound { kind: "volume" })?;
+        let job = self.submit_volume_job(&v, kind, extra)?;
+        Ok(VolumeChange { volume: v, job })
     }
 
     /// The first free target on `vm` for one more volume.
@@ -157,10 +198,7 @@ impl Services {
         if new.size_gib < 1 || new.size_gib > MAX_VOLUME_GIB {
             return Err(invalid(format!("size must be 1 to {MAX_VOLUME_GIB} GB")));
         }
-        let filesystem = new.filesystem.unwrap_or_else(|| "ext4".into());
-        if !FILESYSTEMS.contains(&filesystem.as_str()) {
-            return Err(invalid("filesystem_type must be ext4, xfs or btrfs"));
-        }
+        let filesystem = filesystem_or_default(new.filesystem, "filesystem_type")?;
         let region = new.region.unwrap_or_else(|| project.default_region.clone());
         if !self.inner.catalog.regions.iter().any(|r| r.code == region) {
             return Err(invalid(format!("unknown region {region:?}")));
@@ -177,43 +215,37 @@ impl Services {
             None => (None, None),
         };
         self.admit_storage(&who.account_id, new.size_gib as u64)?;
-        self.record_volume(
-            who,
-            &project.id,
+        let draft = Draft {
             name,
-            new.size_gib,
+            size_gib: new.size_gib,
             filesystem,
             region,
-            vm.as_ref(),
-            device,
-        )
+        };
+        let attach = vm.map(|vm| vm.id).zip(device);
+        self.record_volume(who, &project.id, draft, attach)
     }
 
     /// Records a new volume (admitted already) and queues the job that makes it and,
     /// given a VM and a target on it, plugs it in.
-    #[allow(clippy::too_many_arguments)]
     fn record_volume(
         &self,
         who: &Principal,
         project: &Uuid,
-        name: String,
-        size_gib: i64,
-        filesystem: String,
-        region: String,
-        vm: Option<&Vm>,
-        device: Option<String>,
+        d: Draft,
+        attach: Option<(Uuid, String)>,
     ) -> Result<VolumeChange, ServiceError> {
         let t = now();
+        let (vm_id, device) = attach.unzip();
         let v = Volume {
             id: self.inner.store.next_id("volume")?,
             account_id: who.account_id,
             project_id: *project,
-            name,
-            size_gib,
-            filesystem,
-            region,
+            name: d.name,
+            size_gib: d.size_gib,
+            filesystem: d.filesystem,
+            region: d.region,
             status: VolumeStatus::Creating,
-            vm_id: vm.map(|vm| vm.id),
+            vm_id,
             device,
             pending: Some("create".into()),
             error: None,
@@ -222,11 +254,7 @@ impl Services {
             updated_at: t,
         };
         self.inner.volumes.create(&v)?;
-        let target = match vm {
-            Some(vm) => format!("vm/{}", vm.id),
-            None => format!("volume/{}", v.id),
-        };
-        let job = self.submit_volume_job(&v, "volume.create", target, serde_json::json!({}))?;
+        let job = self.submit_volume_job(&v, "create", serde_json::json!({}))?;
         Ok(VolumeChange { volume: v, job })
     }
 
@@ -273,17 +301,6 @@ impl Services {
         self.volume_in_scope(who, header, id, "volume.view")
     }
 
-    /// The volumes attached to a VM (for its page and its networks' neighbours).
-    pub fn vm_volumes(&self, who: &Principal, vm: &Uuid) -> Result<Vec<Volume>, ServiceError> {
-        let vm = self.visible_vm(who, vm, "vm.view")?;
-        let mut v = self
-            .inner
-            .volumes
-            .by_index(Volume::BY_VM, &uuid_key(&vm.id))?;
-        v.sort_by_key(|v| v.id);
-        Ok(v)
-    }
-
     pub fn delete_volume(
         &self,
         who: &Principal,
@@ -298,23 +315,10 @@ impl Services {
                 "the volume is attached to a VM: detach it before deleting it",
             ));
         }
-        let v = self
-            .inner
-            .volumes
-            .update::<ServiceError>(&Volume::key_of(id), |v| {
-                v.status = VolumeStatus::Deleting;
-                v.pending = Some("delete".into());
-                v.updated_at = now();
-                Ok(())
-            })?
-            .ok_or(ServiceError::NotFound { kind: "volume" })?;
-        self.submit_volume_job(
-            &v,
-            "volume.delete",
-            format!("volume/{id}"),
-            serde_json::json!({}),
-        )?;
-        Ok(v)
+        let change = self.start_change(id, "delete", serde_json::json!({}), |v| {
+            v.status = VolumeStatus::Deleting;
+        })?;
+        Ok(change.volume)
     }
 
     /// Grows a volume, attached (the guest sees the new size at once) or not.
@@ -344,30 +348,12 @@ impl Services {
         }
         self.hypervisor()?;
         self.admit_storage(&who.account_id, (new_size - v.size_gib) as u64)?;
-        let v = self.claim(id, "resize")?;
-        let target = match v.vm_id {
-            Some(vm) => format!("vm/{vm}"),
-            None => format!("volume/{id}"),
-        };
-        let job = self.submit_volume_job(
-            &v,
-            "volume.resize",
-            target,
+        self.start_change(
+            id,
+            "resize",
             serde_json::json!({ "size_gib": new_size }),
-        )?;
-        Ok(VolumeChange { volume: v, job })
-    }
-
-    /// Marks the volume as owned by job `kind`.
-    fn claim(&self, id: u64, kind: &str) -> Result<Volume, ServiceError> {
-        self.inner
-            .volumes
-            .update::<ServiceError>(&Volume::key_of(id), |v| {
-                v.pending = Some(kind.into());
-                v.updated_at = now();
-                Ok(())
-            })?
-            .ok_or(ServiceError::NotFound { kind: "volume" })
+            |_| {},
+        )
     }
 
     pub fn attach_volume(
@@ -395,29 +381,12 @@ impl Services {
                 )))
             }
         }
-        if vm.deleting {
-            return Err(invalid(format!("no VM {vm_id} in this project")));
-        }
         self.hypervisor()?;
         let device = self.free_target(&vm.id)?;
-        let v = self
-            .inner
-            .volumes
-            .update::<ServiceError>(&Volume::key_of(id), |v| {
-                v.vm_id = Some(vm.id);
-                v.device = Some(device.clone());
-                v.pending = Some("attach".into());
-                v.updated_at = now();
-                Ok(())
-            })?
-            .ok_or(ServiceError::NotFound { kind: "volume" })?;
-        let job = self.submit_volume_job(
-            &v,
-            "volume.attach",
-            format!("vm/{}", vm.id),
-            serde_json::json!({ "vm_id": vm.id }),
-        )?;
-        Ok(VolumeChange { volume: v, job })
+        self.start_change(id, "attach", serde_json::json!({}), |v| {
+            v.vm_id = Some(vm.id);
+            v.device = Some(device.clone());
+        })
     }
 
     pub fn detach_volume(
@@ -429,18 +398,11 @@ impl Services {
         let _g = VOLUME_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let v = self.volume_in_scope(who, header, id, "volume.manage")?;
         Self::idle(&v)?;
-        let Some(vm) = v.vm_id else {
+        if v.vm_id.is_none() {
             return Err(invalid("the volume is not attached to a VM"));
-        };
+        }
         self.hypervisor()?;
-        let v = self.claim(id, "detach")?;
-        let job = self.submit_volume_job(
-            &v,
-            "volume.detach",
-            format!("vm/{vm}"),
-            serde_json::json!({ "vm_id": vm }),
-        )?;
-        Ok(VolumeChange { volume: v, job })
+        self.start_change(id, "detach", serde_json::json!({}), |_| {})
     }
 
     /// The `extra_storage` of a new VM (admitted with it): a volume made and plugged
@@ -451,25 +413,21 @@ impl Services {
         vm: &Vm,
         size_gib: i64,
         filesystem: String,
-    ) -> Result<Volume, ServiceError> {
+    ) -> Result<(), ServiceError> {
         let _g = VOLUME_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let device = self.free_target(&vm.id)?;
         let mut name = format!("{}-storage", vm.name);
         if name.chars().count() > 64 {
             name = format!("storage-{}", vm.id);
         }
-        Ok(self
-            .record_volume(
-                who,
-                &vm.project_id,
-                name,
-                size_gib,
-                filesystem,
-                vm.region.clone(),
-                Some(vm),
-                Some(device),
-            )?
-            .volume)
+        let draft = Draft {
+            name,
+            size_gib,
+            filesystem,
+            region: vm.region.clone(),
+        };
+        self.record_volume(who, &vm.project_id, draft, Some((vm.id, device)))
+            .map(|_| ())
     }
 
     /// Re-reads a volume after its job (for answers that wait for the host).
