@@ -85,6 +85,8 @@ pub struct QuotaConfig {
     /// Backup points, and what they may add to the shared store.
     pub backups: u64,
     pub backup_gib: u64,
+    /// Snapshots of VMs and volumes.
+    pub snapshots: u64,
 }
 
 impl QuotaConfig {
@@ -102,6 +104,7 @@ impl QuotaConfig {
             "groups_per_nic" => self.groups_per_nic,
             "backups" => self.backups,
             "backup_gib" => self.backup_gib,
+            "snapshots" => self.snapshots,
             _ => return None,
         })
     }
@@ -121,6 +124,7 @@ impl Default for QuotaConfig {
             groups_per_nic: 5,
             backups: 200,
             backup_gib: 1000,
+            snapshots: 50,
         }
     }
 }

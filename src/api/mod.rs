@@ -16,6 +16,7 @@ mod projects;
 pub mod ratelimit;
 mod roles;
 mod security_groups;
+mod snapshots;
 mod ssh_keys;
 mod system;
 pub mod types;
@@ -138,6 +139,8 @@ impl utoipa::Modify for BodyResponses {
         security_groups::attach, security_groups::detach,
         volumes::list, volumes::create, volumes::get, volumes::delete, volumes::resize,
         volumes::attach, volumes::detach,
+        snapshots::list, snapshots::create, snapshots::get, snapshots::delete,
+        snapshots::restore, snapshots::rename,
     ),
     modifiers(&SecurityAddon, &BodyResponses),
     security(("ApiKeyAuth" = [])),
@@ -308,6 +311,22 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             )
             .service(res("/volumes/{id}/attach", "POST").route(web::post().to(volumes::attach)))
             .service(res("/volumes/{id}/detach", "POST").route(web::post().to(volumes::detach)))
+            .service(
+                res("/snapshots", "GET, POST")
+                    .route(web::get().to(snapshots::list))
+                    .route(web::post().to(snapshots::create)),
+            )
+            .service(
+                res("/snapshots/{id}", "GET, DELETE")
+                    .route(web::get().to(snapshots::get))
+                    .route(web::delete().to(snapshots::delete)),
+            )
+            .service(
+                res("/snapshots/{id}/restore", "POST").route(web::post().to(snapshots::restore)),
+            )
+            .service(
+                res("/snapshots/{id}/rename", "PATCH").route(web::patch().to(snapshots::rename)),
+            )
             .service(
                 res("/security-groups", "GET, POST")
                     .route(web::get().to(security_groups::list))

@@ -763,10 +763,11 @@ pub struct SaveImageRequest {
     pub name: String,
     #[serde(default, deserialize_with = "present")]
     pub description: Option<String>,
-    /// 0: the OS disk (the only disk until volumes exist).
+    /// 0: the OS disk; 1+: the VM's attached volumes, in device order (`vdc` is 1).
     #[serde(default)]
     pub disk_id: i64,
-    /// -1: the disk as it is (the only source until snapshots exist).
+    /// -1: the disk as it is (the VM stopped); otherwise a snapshot of the VM, or of
+    /// the volume `disk_id` names (the VM may run).
     #[serde(default = "minus_one")]
     pub snapshot_id: i64,
 }
@@ -1025,5 +1026,7 @@ pub struct AttachSecurityGroupRequest {
     pub nic_id: i64,
 }
 
+mod snapshots;
 mod volumes;
+pub use snapshots::*;
 pub use volumes::*;

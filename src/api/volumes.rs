@@ -51,6 +51,30 @@ fn volume_id(raw: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "volume not found"))
 }
 
+/// Waits up to `WAIT` for `job`; its failure is the answer (409). A job still
+/// running then is left to finish; the caller answers with the state as it is.
+pub(super) async fn wait_for_job(
+    s: &Services,
+    who: &Principal,
+    job: uuid::Uuid,
+) -> Result<(), ApiError> {
+    let until = Instant::now() + WAIT;
+    loop {
+        match s.get_job(who, &job).ok() {
+            Some(j) if j.status.is_final() => {
+                if let Some(e) = j.error.filter(|_| j.status == model::JobStatus::Failed) {
+                    return Err(ApiError::new(StatusCode::CONFLICT, e));
+                }
+                return Ok(());
+            }
+            Some(_) if Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
 /// Waits for `job`; its failure is the answer (409, the volume as it was), else the
 /// volume as it now is.
 async fn settle(
@@ -59,21 +83,7 @@ async fn settle(
     id: u64,
     job: uuid::Uuid,
 ) -> Result<model::Volume, ApiError> {
-    let until = Instant::now() + WAIT;
-    loop {
-        match s.get_job(who, &job).ok() {
-            Some(j) if j.status.is_final() => {
-                if let Some(e) = j.error.filter(|_| j.status == model::JobStatus::Failed) {
-                    return Err(ApiError::new(StatusCode::CONFLICT, e));
-                }
-                break;
-            }
-            Some(_) if Instant::now() < until => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            _ => break,
-        }
-    }
+    wait_for_job(s, who, job).await?;
     s.volume_after(id)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "volume not found"))
 }

@@ -97,6 +97,32 @@ impl Libvirt {
         self.domain(name)?
             .ok_or_else(|| ComputeError::NoDomain(name.to_string()))
     }
+
+    /// The format nodes behind `targets` of the running domain `d`.
+    fn format_nodes(&self, d: &Domain, targets: &[String]) -> Result<Vec<String>, ComputeError> {
+        let live = d.xml_desc(0).map_err(fail("xml_desc"))?;
+        let blocks = qmp(d, &serde_json::json!({ "execute": "query-block" }))?;
+        super::format_nodes(&live, &blocks.to_string(), targets)
+    }
+}
+
+/// One QMP command through libvirt's monitor passthrough (libvirt wraps none of the
+/// internal-snapshot commands); QMP's own error is the error.
+fn qmp(d: &Domain, cmd: &serde_json::Value) -> Result<serde_json::Value, ComputeError> {
+    let out = d
+        .qemu_monitor_command(&cmd.to_string(), 0)
+        .map_err(fail("QMP command"))?;
+    let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| ComputeError::Libvirt {
+        op: "QMP command",
+        message: format!("{e}: {out}"),
+    })?;
+    if let Some(desc) = v.get("error") {
+        return Err(ComputeError::Libvirt {
+            op: "QMP command",
+            message: desc["desc"].as_str().unwrap_or("failed").to_string(),
+        });
+    }
+    Ok(v)
 }
 
 impl Hypervisor for Libvirt {
@@ -245,6 +271,64 @@ impl Hypervisor for Libvirt {
             return Err(last_error("block resize"));
         }
         Ok(())
+    }
+
+    fn snapshot_running(
+        &self,
+        name: &str,
+        targets: &[String],
+        tag: &str,
+    ) -> Result<bool, ComputeError> {
+        let d = self.existing(name)?;
+        let nodes = self.format_nodes(&d, targets)?;
+        let actions: Vec<serde_json::Value> = nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "type": "blockdev-snapshot-internal-sync",
+                    "data": { "device": n, "name": tag },
+                })
+            })
+            .collect();
+        let cmd = serde_json::json!({
+            "execute": "transaction",
+            "arguments": { "actions": actions },
+        });
+        // Freeze only a guest whose agent answers now: a dead agent would hold the
+        // snapshot for libvirt's agent timeout and still freeze nothing.
+        let frozen = self.agent_alive(name) && {
+            // SAFETY: `d` keeps the domain pointer valid; no mount points (all file
+            // systems), no flags.
+            unsafe { sys::virDomainFSFreeze(d.as_ptr(), std::ptr::null_mut(), 0, 0) >= 0 }
+        };
+        let taken = qmp(&d, &cmd);
+        if frozen {
+            // SAFETY: as above. Thawed whatever the snapshot did.
+            if unsafe { sys::virDomainFSThaw(d.as_ptr(), std::ptr::null_mut(), 0, 0) } < 0 {
+                tracing::warn!(domain = name, error = %last_error("thaw"), "thawing the guest's file systems failed");
+            }
+        }
+        taken.map(|_| frozen)
+    }
+
+    fn delete_snapshot_running(
+        &self,
+        name: &str,
+        target: &str,
+        tag: &str,
+    ) -> Result<(), ComputeError> {
+        let d = self.existing(name)?;
+        let node = self.format_nodes(&d, &[target.to_string()])?.remove(0);
+        let cmd = serde_json::json!({
+            "execute": "blockdev-snapshot-delete-internal-sync",
+            "arguments": { "device": node, "name": tag },
+        });
+        match qmp(&d, &cmd) {
+            Err(ComputeError::Libvirt { message, .. }) if message.contains("does not exist") => {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
     }
 
     fn vnc_address(&self, name: &str) -> Result<Option<super::VncListener>, ComputeError> {

@@ -191,9 +191,66 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn live_disks(&self, name: &str) -> Result<Option<Vec<String>>, ComputeError>;
     /// Grows a disk of the running domain (and its image) to `bytes`.
     fn block_resize(&self, name: &str, target: &str, bytes: u64) -> Result<(), ComputeError>;
+    /// Takes internal snapshot `tag` of the running domain's disks `targets` at one
+    /// instant (one QMP transaction: all of them or none), with the guest's file
+    /// systems frozen around it when its agent answers. Says whether they were.
+    fn snapshot_running(
+        &self,
+        name: &str,
+        targets: &[String],
+        tag: &str,
+    ) -> Result<bool, ComputeError>;
+    /// Deletes internal snapshot `tag` of the running domain's disk `target`; one
+    /// the disk does not hold is not an error.
+    fn delete_snapshot_running(
+        &self,
+        name: &str,
+        target: &str,
+        tag: &str,
+    ) -> Result<(), ComputeError>;
     /// Where the running domain's VNC server listens; `None` when the domain is not
     /// running or has no VNC display.
     fn vnc_address(&self, name: &str) -> Result<Option<VncListener>, ComputeError>;
+}
+
+/// The format node of each disk in `targets` of a running domain: its live XML gives
+/// the device alias of a target, QMP's `query-block` the node behind that device.
+pub fn format_nodes(
+    live_xml: &str,
+    query_block: &str,
+    targets: &[String],
+) -> Result<Vec<String>, ComputeError> {
+    let fail = |reason: String| ComputeError::Host {
+        what: "finding the disks' block nodes".into(),
+        reason,
+    };
+    let blocks: serde_json::Value =
+        serde_json::from_str(query_block).map_err(|e| fail(e.to_string()))?;
+    let blocks = blocks["return"]
+        .as_array()
+        .ok_or_else(|| fail(format!("unexpected query-block answer: {query_block}")))?;
+    let aliases = xml::disk_aliases(live_xml);
+    targets
+        .iter()
+        .map(|t| {
+            let alias = aliases
+                .iter()
+                .find(|(target, alias)| target == t && !alias.is_empty())
+                .map(|(_, a)| a)
+                .ok_or_else(|| fail(format!("the running domain has no disk {t}")))?;
+            let qdev = format!("/machine/peripheral/{alias}/");
+            blocks
+                .iter()
+                .find(|b| {
+                    b["qdev"]
+                        .as_str()
+                        .is_some_and(|q| q.starts_with(&qdev) || q == alias)
+                })
+                .and_then(|b| b["inserted"]["node-name"].as_str())
+                .map(str::to_string)
+                .ok_or_else(|| fail(format!("no block node for disk {t} ({alias})")))
+        })
+        .collect()
 }
 
 /// A running guest's VNC server.
@@ -244,6 +301,19 @@ fn unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_nodes_follow_the_live_aliases() {
+        let live = "<domain><devices><disk type='file' device='disk'><source file='/a' index='2'/><target dev='vda' bus='virtio'/><alias name='virtio-disk0'/></disk>\n<disk type='file'><target dev='vdc' bus='virtio'/><alias name='virtio-disk2'/></disk></devices></domain>";
+        let qb = r#"{"return":[{"device":"","qdev":"/machine/peripheral/virtio-disk2/virtio-backend","inserted":{"node-name":"libvirt-1-format"}},{"device":"","qdev":"/machine/peripheral/virtio-disk0/virtio-backend","inserted":{"node-name":"libvirt-2-format"}}]}"#;
+        let t = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            format_nodes(live, qb, &t(&["vda", "vdc"])).unwrap(),
+            ["libvirt-2-format", "libvirt-1-format"]
+        );
+        assert!(format_nodes(live, qb, &t(&["vdd"])).is_err());
+        assert!(format_nodes(live, r#"{"error":{}}"#, &t(&["vda"])).is_err());
+    }
 
     #[test]
     fn vnc_listener_is_read_from_the_live_xml() {

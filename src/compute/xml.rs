@@ -106,17 +106,24 @@ pub fn volume_disk_xml(v: &VolumeDisk) -> String {
 
 /// Target devices of the `<disk>`s in a domain XML, in order.
 pub fn disk_targets(xml: &str) -> Vec<String> {
+    disk_aliases(xml).into_iter().map(|(t, _)| t).collect()
+}
+
+/// `(target, alias)` of each `<disk>` in a domain XML; the alias is empty in a
+/// definition (libvirt names devices when the domain runs).
+pub fn disk_aliases(xml: &str) -> Vec<(String, String)> {
+    let attr = |block: &str, open: &str| -> Option<String> {
+        let v = &block[block.find(open)? + open.len()..];
+        Some(v[..v.find('\'')?].to_string())
+    };
     let mut out = Vec::new();
     let mut rest = xml;
     while let Some(at) = rest.find("<disk ") {
         rest = &rest[at..];
         let end = rest.find("</disk>").unwrap_or(rest.len());
         let block = &rest[..end];
-        if let Some(t) = block.find("<target dev='") {
-            let v = &block[t + 13..];
-            if let Some(q) = v.find('\'') {
-                out.push(v[..q].to_string());
-            }
+        if let Some(t) = attr(block, "<target dev='") {
+            out.push((t, attr(block, "<alias name='").unwrap_or_default()));
         }
         rest = &rest[end..];
     }

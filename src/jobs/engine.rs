@@ -283,9 +283,19 @@ impl JobEngine {
                 job: started.clone(),
                 table: engine.inner.table.clone(),
             };
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.run(&ctx)))
-                    .unwrap_or_else(|_| Err("the job handler panicked".into()));
+            // Nothing changes on the host before the job and the records its submitter
+            // wrote are durable: after a crash the job is found and resumed, never a
+            // host change that no record remembers (a snapshot's tags dropped while
+            // the record still lists it, say).
+            let result = match engine.inner.store.flush() {
+                Err(e) => Err(format!(
+                    "the datastore could not be flushed before the job: {e}"
+                )),
+                Ok(()) => {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.run(&ctx)))
+                        .unwrap_or_else(|_| Err("the job handler panicked".into()))
+                }
+            };
             if let Err(e) = engine.finish(&started, result) {
                 tracing::error!(error = %e, "could not record the end of a job");
             }

@@ -287,6 +287,7 @@ impl Services {
                 vm.status.as_str()
             )));
         }
+        self.no_snapshots_in_os_disk(&vm.id, "a backup restore")?;
         let b = self
             .inner
             .backups

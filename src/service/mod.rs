@@ -15,6 +15,9 @@ mod projects;
 mod quotas;
 mod roles;
 mod security_groups;
+mod snapshot_jobs;
+mod snapshot_reconcile;
+mod snapshots;
 mod ssh_keys;
 pub mod sshkey;
 mod templates;
@@ -36,6 +39,8 @@ pub use host::{HostCapacity, HostOverview};
 pub use init::InitReport;
 pub use projects::{NewProject, ProjectChange};
 pub use security_groups::{raff_rule, sg_templates, GroupWrite, RaffRule, RuleCounter, SgTemplate};
+pub use snapshot_reconcile::SnapshotReconciler;
+pub use snapshots::{NewSnapshot, SnapshotFilter};
 pub use templates::{ImportTemplate, SaveImage};
 pub use users::generate_user_password;
 pub use vm_meta::NoteWrite;
@@ -50,8 +55,8 @@ use crate::compute::Hypervisor;
 use crate::config::{CatalogConfig, Config, PublicNetworkConfig};
 use crate::jobs::{DiagSteps, JobEngine, JobError, JobHandler};
 use crate::model::{
-    Account, ApiKey, Backup, BackupChain, BackupSchedule, IpLease, Project, SecurityGroup, SshKey,
-    Template, User, Vm, VmNote, Volume,
+    Account, ApiKey, Backup, BackupChain, BackupSchedule, IpLease, Project, SecurityGroup,
+    Snapshot, SshKey, Template, User, Vm, VmNote, Volume,
 };
 use crate::store::{Store, StoreError, Table};
 
@@ -168,6 +173,7 @@ struct Inner {
     schedules: Table<BackupSchedule>,
     groups: Table<SecurityGroup>,
     volumes: Table<Volume>,
+    snapshots: Table<Snapshot>,
     /// The security-group data plane; `None` when compute is off or it cannot load
     /// (then `firewall_down` says why).
     firewall: Option<Arc<firewall::FirewallHost>>,
@@ -252,6 +258,7 @@ impl Services {
                 vms: store.table()?,
                 leases: store.table()?,
                 volumes: store.table()?,
+                snapshots: store.table()?,
                 volume_root: cfg.data_dir.join("volumes"),
                 hv: hv.clone(),
                 cfg: cfg.compute.clone(),
@@ -271,6 +278,12 @@ impl Services {
             }
             for kind in volume_jobs::KINDS {
                 handlers.push(Arc::new(volume_jobs::VolumeJob {
+                    kind,
+                    host: host.clone(),
+                }));
+            }
+            for kind in snapshot_jobs::KINDS {
+                handlers.push(Arc::new(snapshot_jobs::SnapshotJob {
                     kind,
                     host: host.clone(),
                 }));
@@ -319,6 +332,7 @@ impl Services {
                 schedules: store.table()?,
                 groups: store.table()?,
                 volumes: store.table()?,
+                snapshots: store.table()?,
                 firewall,
                 firewall_down,
                 firewall_disabled: !cfg.network.firewall.enabled,

@@ -18,6 +18,14 @@ pub struct SaveImage {
     pub snapshot_id: i64,
 }
 
+/// Where a new template's bytes come from.
+enum ImageSource<'a> {
+    /// A whole image file of this format.
+    File(&'a Path, disk::Format),
+    /// An internal snapshot (by tag) of a qcow2.
+    Snapshot(&'a Path, String),
+}
+
 /// What `skiff template import` is told about an image.
 pub struct ImportTemplate {
     pub name: String,
@@ -193,8 +201,7 @@ impl Services {
         // name no other host file before it is read.
         let format = disk::inspect_foreign(&file).map_err(|e| invalid(e.to_string()))?;
         self.store_image(
-            &file,
-            format,
+            ImageSource::File(&file, format),
             Template {
                 id: Uuid::new_v4(),
                 name,
@@ -218,8 +225,7 @@ impl Services {
     /// minimum disk is the image's virtual size, rounded up to whole GB.
     fn store_image(
         &self,
-        src: &Path,
-        format: disk::Format,
+        src: ImageSource<'_>,
         mut template: Template,
     ) -> Result<Template, ServiceError> {
         let host = |e: crate::compute::ComputeError| invalid(e.to_string());
@@ -227,7 +233,11 @@ impl Services {
         std::fs::create_dir_all(&dir).map_err(|e| invalid(format!("{}: {e}", dir.display())))?;
         let image = dir.join(format!("{}.qcow2", template.id));
         let tmp = dir.join(format!("{}.qcow2.tmp", template.id));
-        disk::convert_to_qcow2(src, format, &tmp).map_err(host)?;
+        match src {
+            ImageSource::File(p, format) => disk::convert_to_qcow2(p, format, &tmp),
+            ImageSource::Snapshot(p, tag) => disk::convert_snapshot(p, &tag, &tmp),
+        }
+        .map_err(host)?;
         let size = disk::virtual_size(&tmp, disk::Format::Qcow2).map_err(host)?;
         std::fs::rename(&tmp, &image).map_err(|e| invalid(e.to_string()))?;
         // QEMU (another user) reads the base through every VM's overlay. Offline (no
@@ -242,8 +252,10 @@ impl Services {
         Ok(template)
     }
 
-    /// Saves a stopped VM's OS disk as a new template (`disk_id` 0, `snapshot_id` -1:
-    /// volumes and snapshots do not exist yet). Blocks while the disk is copied.
+    /// Saves a VM's disk as a new template: the OS disk (`disk_id` 0) or its
+    /// `disk_id`-th volume (by device name), as it is (`snapshot_id` -1, the VM
+    /// stopped) or as a snapshot holds it (the VM may run: a snapshot does not
+    /// change). Blocks while the disk is copied.
     pub fn save_vm_image(
         &self,
         who: &super::Principal,
@@ -259,22 +271,91 @@ impl Services {
         } = req;
         let vm = self.vm_in_scope(who, header, id, "vm.manage")?;
         let name = check_name(&name, 128)?;
-        if disk_id != 0 {
-            return Err(invalid(
-                "disk_id must be 0 (the OS disk): volumes are not available yet",
-            ));
-        }
-        if snapshot_id != -1 {
-            return Err(invalid(
-                "snapshot_id must be -1 (the disk as it is): snapshots are not available yet",
-            ));
-        }
-        if vm.status != crate::model::VmStatus::Passive {
-            return Err(invalid(format!(
-                "stop the VM first so that the image is consistent (it is {})",
-                vm.status.as_str()
-            )));
-        }
+        let disk_id = usize::try_from(disk_id)
+            .map_err(|_| invalid("disk_id must be 0 (the OS disk) or 1+ (a volume)"))?;
+        let mut volumes: Vec<crate::model::Volume> = self
+            .inner
+            .volumes
+            .by_index(crate::model::Volume::BY_VM, &crate::model::uuid_key(&vm.id))?
+            .into_iter()
+            .filter(|v| v.status == crate::model::VolumeStatus::Attached)
+            .collect();
+        volumes.sort_by_key(|v| v.device.clone().map(|d| (d.len(), d)));
+        let volume_file = |v: u64| {
+            self.inner
+                .data_dir
+                .join("volumes")
+                .join(format!("{v}.qcow2"))
+        };
+        let os_disk = self
+            .inner
+            .vm_root
+            .join(vm.id.to_string())
+            .join("disk.qcow2");
+        let no_disk = || {
+            invalid(format!(
+                "disk_id {disk_id} names no disk: 0 is the OS disk, 1 to {} the VM's volumes",
+                volumes.len()
+            ))
+        };
+        let (path, tag) = if snapshot_id == -1 {
+            if vm.status != crate::model::VmStatus::Passive {
+                return Err(invalid(format!(
+                    "stop the VM first so that the image is consistent (it is {}), or save from a snapshot",
+                    vm.status.as_str()
+                )));
+            }
+            let path = match disk_id {
+                0 => os_disk,
+                n => volume_file(volumes.get(n - 1).ok_or_else(no_disk)?.id),
+            };
+            (path, None)
+        } else {
+            let snap = u64::try_from(snapshot_id)
+                .ok()
+                .and_then(|sid| self.get_snapshot(who, Some(&vm.project_id.to_string()), sid).ok())
+                .filter(|s| {
+                    s.vm_id == Some(vm.id)
+                        || s.volume_id.is_some_and(|v| volumes.iter().any(|x| x.id == v))
+                })
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "snapshot_id must be -1 or a snapshot of this VM or of a volume attached to it; {snapshot_id} is neither"
+                    ))
+                })?;
+            if snap.pending.is_some() {
+                return Err(ServiceError::Conflict(
+                    "the snapshot is busy; retry when its change ends".into(),
+                ));
+            }
+            let d = match snap.kind {
+                crate::model::SnapshotKind::Vm => snap.disks.get(disk_id).ok_or_else(|| {
+                    invalid(format!(
+                        "disk_id {disk_id} names no disk of the snapshot (it holds {})",
+                        snap.disks.len()
+                    ))
+                })?,
+                crate::model::SnapshotKind::Volume => {
+                    let at = volumes
+                        .iter()
+                        .position(|v| Some(v.id) == snap.volume_id)
+                        .map(|i| i + 1);
+                    if at != Some(disk_id) {
+                        return Err(invalid(format!(
+                            "snapshot {} is of volume disk_id {}, not of disk_id {disk_id}",
+                            snap.id,
+                            at.unwrap_or(0)
+                        )));
+                    }
+                    snap.disks.first().ok_or_else(no_disk)?
+                }
+            };
+            let path = match d.volume_id {
+                None => os_disk,
+                Some(v) => volume_file(v),
+            };
+            (path, Some(snap.tag()))
+        };
         let held = self
             .inner
             .templates
@@ -284,15 +365,14 @@ impl Services {
             .count();
         self.check_quota(&vm.account_id, "saved_images", held as u64, 1)?;
         let base = self.find_template(&vm.template_id, &vm.project_id)?;
-        let disk_path = self
-            .inner
-            .vm_root
-            .join(vm.id.to_string())
-            .join("disk.qcow2");
-        // The VM's overlay: skiff wrote its header, the guest only what is inside.
+        // The VM's overlay or volume: skiff wrote its header, the guest only what is
+        // inside.
+        let src = match &tag {
+            Some(t) => ImageSource::Snapshot(&path, t.clone()),
+            None => ImageSource::File(&path, disk::Format::Qcow2),
+        };
         self.store_image(
-            &disk_path,
-            disk::Format::Qcow2,
+            src,
             Template {
                 id: Uuid::new_v4(),
                 name,

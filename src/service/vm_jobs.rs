@@ -21,6 +21,7 @@ pub(crate) struct VmHost {
     pub vms: Table<Vm>,
     pub leases: Table<IpLease>,
     pub volumes: Table<Volume>,
+    pub snapshots: Table<crate::model::Snapshot>,
     /// Where volume files live (`<id>.qcow2`).
     pub volume_root: PathBuf,
     pub hv: Arc<dyn Hypervisor>,
@@ -481,6 +482,7 @@ impl VmHost {
         self.hv.destroy(&name).map_err(|e| e.to_string())?;
         self.hv.undefine(&name).map_err(|e| e.to_string())?;
         self.release_volumes(id, delete_volumes)?;
+        self.release_snapshots(id)?;
         let dir = self.dir(id);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}

@@ -793,6 +793,7 @@ impl Services {
         ) {
             return Err(invalid(format!("the VM is busy ({})", vm.status.as_str())));
         }
+        self.no_snapshots_in_os_disk(&vm.id, "a reinstall")?;
         let template = self
             .find_template(&template_id.unwrap_or(vm.template_id), &vm.project_id)?
             .filter(|t| t.region == vm.region)

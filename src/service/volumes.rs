@@ -60,7 +60,12 @@ pub struct VolumeChange {
 
 impl Services {
     /// A volume the caller may see with `perm`; any other answer is 404.
-    fn visible_volume(&self, who: &Principal, id: u64, perm: &str) -> Result<Volume, ServiceError> {
+    pub(super) fn visible_volume(
+        &self,
+        who: &Principal,
+        id: u64,
+        perm: &str,
+    ) -> Result<Volume, ServiceError> {
         match self.inner.volumes.get(&Volume::key_of(id))? {
             Some(v)
                 if v.account_id == who.account_id
@@ -315,6 +320,12 @@ impl Services {
                 "the volume is attached to a VM: detach it before deleting it",
             ));
         }
+        let held = self.snapshots_of_volume(id)?;
+        if held > 0 {
+            return Err(invalid(format!(
+                "{held} snapshot(s) hold a copy of the volume inside its file: delete them before the volume"
+            )));
+        }
         let change = self.start_change(id, "delete", serde_json::json!({}), |v| {
             v.status = VolumeStatus::Deleting;
         })?;
@@ -343,6 +354,7 @@ impl Services {
             )));
         }
         Self::idle(&v)?;
+        self.no_snapshot_job_on_volume(id)?;
         if v.status == VolumeStatus::Failed {
             return Err(invalid("the volume failed to be created; delete it"));
         }
@@ -367,6 +379,7 @@ impl Services {
         let v = self.volume_in_scope(who, header, id, "volume.manage")?;
         let vm = self.attach_target(who, vm_id, &v.project_id, &v.region)?;
         Self::idle(&v)?;
+        self.no_snapshot_job_on_volume(id)?;
         match v.status {
             VolumeStatus::Available => {}
             VolumeStatus::Attached => {
@@ -398,6 +411,7 @@ impl Services {
         let _g = VOLUME_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let v = self.volume_in_scope(who, header, id, "volume.manage")?;
         Self::idle(&v)?;
+        self.no_snapshot_job_on_volume(id)?;
         if v.vm_id.is_none() {
             return Err(invalid("the volume is not attached to a VM"));
         }

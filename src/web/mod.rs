@@ -15,6 +15,7 @@ mod keys;
 mod overview;
 mod security_groups;
 mod session;
+mod snapshots;
 mod views;
 mod vms;
 mod volumes;

@@ -29,7 +29,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/vms/{id}/security-groups", web::post().to(attachment))
         .route("/vms/{id}/console", web::get().to(super::console::page))
         .route("/vms/{id}/vnc", web::get().to(super::console::proxy))
-        .configure(super::backups::routes);
+        .configure(super::backups::routes)
+        .configure(super::snapshots::routes);
 }
 
 /// A VM as a row of the list.
@@ -437,6 +438,7 @@ struct DetailPage {
     note: String,
     groups: Vec<(String, String)>,
     backups: Vec<BackupRow>,
+    snapshots: Vec<super::snapshots::SnapshotRow>,
     console: String,
     plans: Vec<(String, String)>,
     templates: Vec<(String, String)>,
@@ -446,7 +448,7 @@ struct DetailPage {
 pub async fn detail(ctx: Ctx, id: web::Path<String>) -> Result<HttpResponse, WebError> {
     let id = uuid_of(&id)?;
     let project = ctx.project.id;
-    let (vm, jobs, groups, backups, notes, console, plans, templates) = ctx
+    let (vm, jobs, groups, backups, snapshots, notes, console, plans, templates) = ctx
         .call(move |s, who, _| {
             let vm = s.get_vm(who, &id)?;
             let jobs = s.list_jobs(who, &vm.project_id)?;
@@ -465,11 +467,28 @@ pub async fn detail(ctx: Ctx, id: web::Path<String>) -> Result<HttpResponse, Web
                 )
                 .map(|p| p.items)
                 .unwrap_or_default();
+            let snapshots = s
+                .list_snapshots(
+                    who,
+                    Some(&project),
+                    crate::service::SnapshotFilter {
+                        vm: Some(id),
+                        ..Default::default()
+                    },
+                    Page {
+                        limit: 1000,
+                        offset: 0,
+                    },
+                )
+                .map(|p| p.items)
+                .unwrap_or_default();
             let notes = s.vm_notes(who, &id).ok();
             let console = s.vm_console(who, &id, 16 * 1024).unwrap_or_default();
             let plans = s.vm_plans(None, Some(&vm.region)).unwrap_or_default();
             let templates = s.templates_for_project(&vm.project_id).unwrap_or_default();
-            Ok((vm, jobs, groups, backups, notes, console, plans, templates))
+            Ok((
+                vm, jobs, groups, backups, snapshots, notes, console, plans, templates,
+            ))
         })
         .await?;
     let name_of = |g: &Uuid| {
@@ -520,6 +539,10 @@ pub async fn detail(ctx: Ctx, id: web::Path<String>) -> Result<HttpResponse, Web
             .map(|g| (g.id.to_string(), g.name.clone()))
             .collect(),
         backups: backups.iter().map(BackupRow::of).collect(),
+        snapshots: snapshots
+            .iter()
+            .map(super::snapshots::SnapshotRow::of)
+            .collect(),
         console,
         plans: plans
             .iter()
