@@ -14,8 +14,8 @@ use crate::config::Config;
 use crate::jobs::Reconciler;
 use crate::network::{bridge, Cidr};
 use crate::service::{
-    BackupScheduler, FirewallReconciler, InitReport, ServiceError, Services, SnapshotReconciler,
-    VmReconciler, VolumeReconciler,
+    BackupScheduler, FirewallReconciler, ImageReconciler, InitReport, ServiceError, Services,
+    SnapshotReconciler, VmReconciler, VolumeReconciler,
 };
 use crate::store::{Store, StoreError};
 use crate::web as dashboard;
@@ -169,6 +169,7 @@ pub async fn serve(cfg: Config, on_first_start: impl FnOnce(&InitReport)) -> Res
         Arc::new(VmReconciler(services.clone())),
         Arc::new(VolumeReconciler(services.clone())),
         Arc::new(SnapshotReconciler(services.clone())),
+        Arc::new(ImageReconciler(services.clone())),
         Arc::new(FirewallReconciler(services.clone())),
     ]);
     reconciler.run_once();

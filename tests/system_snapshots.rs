@@ -388,6 +388,7 @@ fn snapshots_put_a_running_vms_disks_back_exactly() {
         .json(json!({"name": "from-snap", "snapshot_id": sid, "disk_id": 0}));
     assert_eq!(r.status, 201, "{}", r.text);
     let image = r.body["data"]["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["data"]["status"], "saving", "{}", r.text);
     s.admin_call("POST", &format!("/api/v1/vms/{a}/save-image"))
         .project(&p)
         .json(json!({"name": "x", "snapshot_id": sid, "disk_id": 5}))
@@ -396,6 +397,7 @@ fn snapshots_put_a_running_vms_disks_back_exactly() {
         .project(&p)
         .json(json!({"name": "x", "snapshot_id": 999_999}))
         .error(400);
+    wait_image(&s, &p, &image, Duration::from_secs(120));
     let b = create_vm(&s, &p, "snap-b", &image, json!({}));
     let vb = wait_status(&s, &b, "active", Duration::from_secs(300));
     let ip_b = vb["public_ipv4_address"].as_str().unwrap().to_string();

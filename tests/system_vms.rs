@@ -191,6 +191,9 @@ fn vm_lifecycle_against_a_real_guest() {
     let r = save(json!({"name": "web-golden", "description": "after resize"}));
     assert_eq!(r.status, 201, "{}", r.text);
     let image_id = r.body["data"]["id"].as_str().unwrap().to_string();
+    // The copy is a job: the answer comes first, the image is `saving` until it ends.
+    assert_eq!(r.body["data"]["status"], "saving", "{}", r.text);
+    wait_image(&s, &p, &image_id, Duration::from_secs(120));
     // Private to the project: not in the public catalog, listed for its owner only.
     let cat = s.call("GET", "/api/v1/public/templates").send();
     assert!(

@@ -11,6 +11,7 @@ use super::AppState;
 use crate::model;
 
 pub(super) fn dto(t: model::Template) -> VMImage {
+    let status = t.status();
     VMImage {
         id: t.id,
         name: t.name,
@@ -20,6 +21,8 @@ pub(super) fn dto(t: model::Template) -> VMImage {
         is_windows: t.is_windows,
         region: t.region,
         created_at: t.created_at,
+        status,
+        error: t.error,
     }
 }
 

@@ -83,9 +83,13 @@ pub async fn list(
         .volume_id
         .as_deref()
         .map(|v| {
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| ApiError::bad_request("volume_id must be an integer"))
+            let v = v.trim();
+            let digits = v.strip_prefix('-').unwrap_or(v);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ApiError::bad_request("volume_id must be an integer"));
+            }
+            // Any integer is valid; one past i64 names no volume, as a negative one.
+            Ok(v.parse::<i64>().unwrap_or(-1))
         })
         .transpose()?;
     let kind = match q.kind.as_deref() {

@@ -787,6 +787,13 @@ pub struct VMImage {
     pub is_windows: bool,
     pub region: String,
     pub created_at: DateTime<Utc>,
+    /// skiff's: `saving` while job `image.save` copies the disk, then `available` (a
+    /// VM may boot it) or `error`.
+    #[schema(example = "saving")]
+    pub status: &'static str,
+    /// Why saving failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 single!(VMImageResponse, VMImage);

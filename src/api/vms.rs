@@ -863,7 +863,7 @@ note_route!(
     ),
     request_body = SaveImageRequest,
     responses(
-        (status = 201, description = "The new image; its id is a template_id", body = VMImageResponse),
+        (status = 201, description = "The new image, `saving` until job `image.save` has copied the disk; its id is then a template_id", body = VMImageResponse),
         (status = 400, description = "Invalid request, or the VM is running", body = Error),
         (status = 401, description = "Authentication required", body = Error),
         (status = 403, description = "No permission in the project", body = Error),
@@ -879,23 +879,17 @@ pub async fn save_image(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&id, "VM")?;
     let b = body.into_inner();
-    let services = state.services.clone();
-    // Copying a disk blocks: keep it off the HTTP workers.
-    let t = web::block(move || {
-        services.save_vm_image(
-            &who,
-            project.as_deref(),
-            &id,
-            crate::service::SaveImage {
-                name: b.name,
-                description: b.description,
-                disk_id: b.disk_id,
-                snapshot_id: b.snapshot_id,
-            },
-        )
-    })
-    .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "worker pool gone"))??;
+    let t = state.services.save_vm_image(
+        &who,
+        project.as_deref(),
+        &id,
+        crate::service::SaveImage {
+            name: b.name,
+            description: b.description,
+            disk_id: b.disk_id,
+            snapshot_id: b.snapshot_id,
+        },
+    )?;
     Ok(
         HttpResponse::build(StatusCode::CREATED).json(VMImageResponse {
             success: true,

@@ -20,7 +20,7 @@ pub use project::Project;
 pub use security_group::{Family, SecurityGroup, SgDirection, SgProtocol, SgRemote, SgRule};
 pub use snapshot::{Snapshot, SnapshotDisk, SnapshotKind};
 pub use ssh_key::SshKey;
-pub use template::{ImageOwner, Template};
+pub use template::{ImageOwner, SaveSource, Template};
 pub use vm::{IpLease, Nic, Vm, VmNote, VmStatus, VmTag};
 pub use volume::{Volume, VolumeStatus};
 

@@ -27,6 +27,33 @@ pub struct Template {
     /// operator's (`skiff template import`), in the public catalog.
     #[serde(default)]
     pub owner: Option<ImageOwner>,
+    /// Set while job `image.save` writes `image`: where the bytes come from. A VM may
+    /// boot the template only once this is `None` and `error` too.
+    #[serde(default)]
+    pub saving: Option<SaveSource>,
+    /// Why saving failed; the record stays so that the tenant sees it, until deleted.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// The disk a saved image is copied from: a VM's disk file, whole or as one of its
+/// internal snapshots holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaveSource {
+    pub vm_id: Uuid,
+    pub path: std::path::PathBuf,
+    pub tag: Option<String>,
+}
+
+impl Template {
+    /// `saving`, `error` or `available`, as the image API reports it.
+    pub fn status(&self) -> &'static str {
+        match (&self.saving, &self.error) {
+            (Some(_), _) => "saving",
+            (None, Some(_)) => "error",
+            (None, None) => "available",
+        }
+    }
 }
 
 /// Whose saved image a template is.

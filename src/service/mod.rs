@@ -9,6 +9,7 @@ mod backups;
 pub mod catalog;
 mod firewall;
 mod host;
+mod image_jobs;
 mod init;
 mod jobs;
 mod projects;
@@ -36,6 +37,7 @@ pub use backup_schedules::{runtime_text, BackupScheduler, ScheduleWrite};
 pub use backups::storage_mb;
 pub use firewall::FirewallReconciler;
 pub use host::{HostCapacity, HostOverview};
+pub use image_jobs::ImageReconciler;
 pub use init::InitReport;
 pub use projects::{NewProject, ProjectChange};
 pub use security_groups::{raff_rule, sg_templates, GroupWrite, RaffRule, RuleCounter, SgTemplate};
@@ -260,6 +262,7 @@ impl Services {
                 volumes: store.table()?,
                 snapshots: store.table()?,
                 volume_root: cfg.data_dir.join("volumes"),
+                image_root: cfg.data_dir.join("templates"),
                 hv: hv.clone(),
                 cfg: cfg.compute.clone(),
                 vm_root: cfg.data_dir.join("vms"),
@@ -288,6 +291,7 @@ impl Services {
                     host: host.clone(),
                 }));
             }
+            handlers.push(Arc::new(image_jobs::ImageJob { host: host.clone() }));
             vm_host = Some(host);
         }
         match crate::backup::Repo::open(&cfg.backup_dir()) {

@@ -30,7 +30,8 @@ pub struct SnapshotChange {
 #[derive(Default)]
 pub struct SnapshotFilter {
     pub vm: Option<Uuid>,
-    pub volume: Option<u64>,
+    /// Any integer the contract allows; one below 1 names no volume.
+    pub volume: Option<i64>,
     pub kind: Option<SnapshotKind>,
 }
 
@@ -324,7 +325,11 @@ impl Services {
                     .into_iter()
                     .filter(|s| s.pending.as_deref() != Some("delete"))
                     .filter(|s| filter.vm.is_none_or(|m| s.vm_id == Some(m)))
-                    .filter(|s| filter.volume.is_none_or(|v| s.holds_volume(v)))
+                    .filter(|s| {
+                        filter
+                            .volume
+                            .is_none_or(|v| u64::try_from(v).is_ok_and(|v| s.holds_volume(v)))
+                    })
                     .filter(|s| filter.kind.is_none_or(|k| s.kind == k)),
             );
         }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{check_name, invalid, ServiceError, Services};
 use crate::compute::disk;
 use crate::config::TemplateConfig;
-use crate::model::{now, ImageOwner, Template};
+use crate::model::{now, ImageOwner, SaveSource, Template};
 
 /// A save-image request.
 pub struct SaveImage {
@@ -19,11 +19,53 @@ pub struct SaveImage {
 }
 
 /// Where a new template's bytes come from.
-enum ImageSource<'a> {
+pub(super) enum ImageSource<'a> {
     /// A whole image file of this format.
     File(&'a Path, disk::Format),
     /// An internal snapshot (by tag) of a qcow2.
-    Snapshot(&'a Path, String),
+    Snapshot(&'a Path, &'a str),
+}
+
+/// Converts `src` into `<dir>/<id>.qcow2` (through a temporary file, so that the name
+/// only ever holds a whole image) and opens it to QEMU, which reads a base through
+/// every VM's overlay (`access` is `None` offline: the next start with compute opens
+/// it). Returns the image and its minimum disk: the virtual size, in whole GB.
+pub(super) fn write_image(
+    dir: &Path,
+    id: &Uuid,
+    src: ImageSource<'_>,
+    access: Option<&crate::compute::access::QemuAccess>,
+) -> Result<(std::path::PathBuf, i64), crate::compute::ComputeError> {
+    let io = |e: std::io::Error| crate::compute::ComputeError::Host {
+        what: dir.display().to_string(),
+        reason: e.to_string(),
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let image = dir.join(format!("{id}.qcow2"));
+    let tmp = partial_image(dir, id);
+    let written = match src {
+        ImageSource::File(p, format) => disk::convert_to_qcow2(p, format, &tmp),
+        ImageSource::Snapshot(p, tag) => disk::convert_snapshot(p, tag, &tmp),
+    }
+    .and_then(|()| disk::virtual_size(&tmp, disk::Format::Qcow2));
+    let size = match written {
+        Ok(size) => size,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&tmp, &image).map_err(io)?;
+    if let Some(a) = access {
+        a.traverse(dir)?;
+        a.shared_read(&image)?;
+    }
+    Ok((image, size.div_ceil(1 << 30).max(1) as i64))
+}
+
+/// The file an unfinished `write_image` leaves behind.
+pub(super) fn partial_image(dir: &Path, id: &Uuid) -> std::path::PathBuf {
+    dir.join(format!("{id}.qcow2.tmp"))
 }
 
 /// What `skiff template import` is told about an image.
@@ -79,7 +121,7 @@ impl Services {
             .templates
             .all()?
             .into_iter()
-            .filter(|t| t.owner.as_ref().is_none_or(&own))
+            .filter(|t| t.owner.as_ref().is_none_or(&own) && t.status() == "available")
             .collect();
         imported.sort_by_key(|t| (t.created_at, t.id));
         list.extend(imported.into_iter().map(as_config));
@@ -93,10 +135,23 @@ impl Services {
         id: &Uuid,
         project: &Uuid,
     ) -> Result<Option<TemplateConfig>, ServiceError> {
-        Ok(self
+        let found = self
             .templates_for_project(project)?
             .into_iter()
-            .find(|t| t.id == *id))
+            .find(|t| t.id == *id);
+        if found.is_none() {
+            // An image of the project that cannot boot yet says why.
+            if let Some(t) = self.inner.templates.get(&crate::model::uuid_key(id))? {
+                if t.owner.is_some_and(|o| o.project_id == *project) {
+                    return Err(match (t.saving, t.error) {
+                        (Some(_), _) => invalid(format!("image {id} is still being saved")),
+                        (None, Some(e)) => invalid(format!("image {id} could not be saved: {e}")),
+                        (None, None) => invalid(format!("image {id} cannot boot")),
+                    });
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// The images saved in the projects the caller can see (all of them, or the one
@@ -146,6 +201,11 @@ impl Services {
             Some(o) if o.account_id == who.account_id && o.project_id == project.id => {}
             _ => return Err(not_found),
         }
+        if t.saving.is_some() {
+            return Err(ServiceError::Conflict(
+                "the image is being saved; delete it when its job ends".into(),
+            ));
+        }
         let users: Vec<String> = self
             .inner
             .vms
@@ -161,6 +221,11 @@ impl Services {
             )));
         }
         self.inner.templates.delete(&crate::model::uuid_key(id))?;
+        let dir = self.inner.data_dir.join("templates");
+        let _ = std::fs::remove_file(partial_image(&dir, id));
+        if t.image.as_os_str().is_empty() {
+            return Ok(());
+        }
         match std::fs::remove_file(&t.image) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -217,36 +282,23 @@ impl Services {
                 image: Default::default(),
                 created_at: now(),
                 owner: None,
+                saving: None,
+                error: None,
             },
         )
     }
 
-    /// Converts `src` into the template's base image and records the template. Its
-    /// minimum disk is the image's virtual size, rounded up to whole GB.
+    /// Converts `src` into the template's base image and records the template.
     fn store_image(
         &self,
         src: ImageSource<'_>,
         mut template: Template,
     ) -> Result<Template, ServiceError> {
-        let host = |e: crate::compute::ComputeError| invalid(e.to_string());
         let dir = self.inner.data_dir.join("templates");
-        std::fs::create_dir_all(&dir).map_err(|e| invalid(format!("{}: {e}", dir.display())))?;
-        let image = dir.join(format!("{}.qcow2", template.id));
-        let tmp = dir.join(format!("{}.qcow2.tmp", template.id));
-        match src {
-            ImageSource::File(p, format) => disk::convert_to_qcow2(p, format, &tmp),
-            ImageSource::Snapshot(p, tag) => disk::convert_snapshot(p, &tag, &tmp),
-        }
-        .map_err(host)?;
-        let size = disk::virtual_size(&tmp, disk::Format::Qcow2).map_err(host)?;
-        std::fs::rename(&tmp, &image).map_err(|e| invalid(e.to_string()))?;
-        // QEMU (another user) reads the base through every VM's overlay. Offline (no
-        // compute) it stays private; the next start with compute opens it to QEMU.
-        if let Some(a) = &self.inner.qemu_access {
-            a.traverse(&dir).map_err(host)?;
-            a.shared_read(&image).map_err(host)?;
-        }
-        template.storage = size.div_ceil(1 << 30).max(1) as i64;
+        let (image, storage) =
+            write_image(&dir, &template.id, src, self.inner.qemu_access.as_ref())
+                .map_err(|e| invalid(e.to_string()))?;
+        template.storage = storage;
         template.image = image;
         self.inner.templates.create(&template)?;
         Ok(template)
@@ -255,7 +307,7 @@ impl Services {
     /// Saves a VM's disk as a new template: the OS disk (`disk_id` 0) or its
     /// `disk_id`-th volume (by device name), as it is (`snapshot_id` -1, the VM
     /// stopped) or as a snapshot holds it (the VM may run: a snapshot does not
-    /// change). Blocks while the disk is copied.
+    /// change). Answers at once with the image `saving`; job `image.save` copies it.
     pub fn save_vm_image(
         &self,
         who: &super::Principal,
@@ -270,6 +322,8 @@ impl Services {
             snapshot_id,
         } = req;
         let vm = self.vm_in_scope(who, header, id, "vm.manage")?;
+        // The copy is a job of the VM host.
+        self.hypervisor()?;
         let name = check_name(&name, 128)?;
         let disk_id = usize::try_from(disk_id)
             .map_err(|_| invalid("disk_id must be 0 (the OS disk) or 1+ (a volume)"))?;
@@ -365,36 +419,58 @@ impl Services {
             .count();
         self.check_quota(&vm.account_id, "saved_images", held as u64, 1)?;
         let base = self.find_template(&vm.template_id, &vm.project_id)?;
-        // The VM's overlay or volume: skiff wrote its header, the guest only what is
-        // inside.
-        let src = match &tag {
-            Some(t) => ImageSource::Snapshot(&path, t.clone()),
-            None => ImageSource::File(&path, disk::Format::Qcow2),
+        let t = Template {
+            id: Uuid::new_v4(),
+            name,
+            version: format!("from {}", vm.name),
+            description: description.unwrap_or_default(),
+            os_type: base
+                .as_ref()
+                .map(|b| b.os_type.clone())
+                .unwrap_or_else(|| "linux".into()),
+            is_windows: base.as_ref().is_some_and(|b| b.is_windows),
+            category: "os".into(),
+            region: vm.region.clone(),
+            cpu: base.as_ref().map(|b| b.cpu).unwrap_or(1),
+            ram: base.as_ref().map(|b| b.ram).unwrap_or(1),
+            storage: 0,
+            image: Default::default(),
+            created_at: now(),
+            owner: Some(ImageOwner {
+                account_id: vm.account_id,
+                project_id: vm.project_id,
+            }),
+            saving: Some(SaveSource {
+                vm_id: vm.id,
+                path,
+                tag,
+            }),
+            error: None,
         };
-        self.store_image(
-            src,
-            Template {
-                id: Uuid::new_v4(),
-                name,
-                version: format!("from {}", vm.name),
-                description: description.unwrap_or_default(),
-                os_type: base
-                    .as_ref()
-                    .map(|b| b.os_type.clone())
-                    .unwrap_or_else(|| "linux".into()),
-                is_windows: base.as_ref().is_some_and(|b| b.is_windows),
-                category: "os".into(),
-                region: vm.region.clone(),
-                cpu: base.as_ref().map(|b| b.cpu).unwrap_or(1),
-                ram: base.as_ref().map(|b| b.ram).unwrap_or(1),
-                storage: 0,
-                image: Default::default(),
-                created_at: now(),
-                owner: Some(ImageOwner {
-                    account_id: vm.account_id,
-                    project_id: vm.project_id,
-                }),
-            },
-        )
+        // The record first: a crash before the job is submitted leaves a record the
+        // reconciler submits the job for.
+        self.inner.templates.create(&t)?;
+        if let Err(e) = self.submit_image_job(&t) {
+            let _ = self.inner.templates.delete(&crate::model::uuid_key(&t.id));
+            return Err(e);
+        }
+        Ok(t)
+    }
+
+    /// Submits job `image.save` for a record that is `saving`. On the VM's target:
+    /// every change of the VM's disks (start, snapshot restore or delete, volume
+    /// detach or resize, deletion) queues behind the copy, so the source holds still.
+    pub(super) fn submit_image_job(&self, t: &Template) -> Result<(), ServiceError> {
+        let (Some(src), Some(owner)) = (&t.saving, t.owner) else {
+            return Ok(());
+        };
+        self.inner.jobs.submit(crate::jobs::NewJob {
+            kind: "image.save".into(),
+            target: format!("vm/{}", src.vm_id),
+            account_id: Some(owner.account_id),
+            project_id: Some(owner.project_id),
+            params: serde_json::json!({ "template_id": t.id }),
+        })?;
+        Ok(())
     }
 }

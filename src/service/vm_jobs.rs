@@ -24,6 +24,8 @@ pub(crate) struct VmHost {
     pub snapshots: Table<crate::model::Snapshot>,
     /// Where volume files live (`<id>.qcow2`).
     pub volume_root: PathBuf,
+    /// Where saved images are written (`<id>.qcow2`).
+    pub image_root: PathBuf,
     pub hv: Arc<dyn Hypervisor>,
     pub cfg: ComputeConfig,
     pub vm_root: PathBuf,

@@ -243,6 +243,32 @@ try {
     return (await page.locator('#volumes tr', { hasText: 'data-1' }).count()) === 0;
   }, 60_000);
 
+  step('snapshots on the VM page: taken, renamed, restored, deleted');
+  await page.goto(vmUrl);
+  await page.fill('#snapshots .head input[name=name]', 'before-upgrade');
+  await page.click('#take-snapshot');
+  assert.match(await flash(), /snapshot before-upgrade taken/);
+  const snapRows = page.locator('#snapshot-table tr[data-snapshot]');
+  assert.equal(await snapRows.count(), 1);
+  const first = snapRows.first();
+  assert.match(await first.textContent(), /offline/, 'a stopped VM is snapshotted offline');
+  await first.locator('input[name=name]').fill('golden');
+  await first.locator('button:has-text("Rename")').click();
+  assert.match(await flash(), /snapshot renamed to golden/);
+  await snapRows.first().locator('button:has-text("Restore")').click();
+  assert.match(await flash(), /restored to snapshot golden/);
+  assert.match(await snapRows.first().textContent(), /active/);
+  assert.equal(await snapRows.first().locator('button:has-text("Delete")').count(), 0,
+    'the snapshot the disks are at is not deleted');
+  await page.fill('#snapshots .head input[name=name]', 'after');
+  await page.click('#take-snapshot');
+  assert.match(await flash(), /snapshot after taken/);
+  await shot('snapshots');
+  const golden = page.locator('#snapshot-table tr[data-snapshot]', { hasText: 'golden' });
+  await golden.locator('button:has-text("Delete")').click();
+  assert.match(await flash(), /snapshot golden deleted/);
+  assert.equal(await page.locator('#snapshot-table tr[data-snapshot]').count(), 1);
+
   step('create an API key (secret shown once), use it, revoke it');
   await page.goto(`${base}/ui/api-keys`);
   await page.fill('#create-api-key input[name=name]', 'ci-key');

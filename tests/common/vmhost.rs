@@ -109,6 +109,32 @@ pub fn wait_status(s: &Server, id: &str, want: &str, within: Duration) -> Value 
     }
 }
 
+/// Waits until the saved image `id` of `project` is no longer `saving`; it must be
+/// `available`.
+pub fn wait_image(s: &Server, project: &str, id: &str, within: Duration) -> Value {
+    let until = Instant::now() + within;
+    loop {
+        let r = s
+            .admin_call("GET", "/api/skiff/v1/images")
+            .project(project)
+            .send();
+        assert_eq!(r.status, 200, "{}", r.text);
+        let image = r.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .unwrap_or_else(|| panic!("image {id} not listed: {}", r.text))
+            .clone();
+        if image["status"] != "saving" {
+            assert_eq!(image["status"], "available", "{image}");
+            return image;
+        }
+        assert!(Instant::now() < until, "image {id} still saving");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Waits until no job of the project is queued or running.
 pub fn wait_jobs_idle(s: &Server, project: &str, within: Duration) {
     let until = Instant::now() + within;
