@@ -99,13 +99,13 @@ fill() {
 
 # Times "$@" (a command) and prints the seconds.
 timed() { local t0; t0=$(now); "$@" >/dev/null; since "$t0"; }
-# skiff: a snapshot (body $1) answered 201 once its job ended; prints seconds, keeps
-# the id in $SNAP.
+# skiff: a snapshot (body $1) answered 201 once its job ended; sets $T (seconds) and
+# $SNAP (its id). Not in a subshell: the caller needs both.
 skiff_take() {
     local t0 r
     t0=$(now)
     r=$(api -X POST -d "$1" "$URL/snapshots")
-    since "$t0"
+    T=$(since "$t0")
     SNAP=$(jq -r .data.id <<<"$r")
     [ "$(jq -r .data.status <<<"$r")" != pending ] || { echo "snapshot $SNAP still pending" >&2; exit 1; }
 }
@@ -129,7 +129,7 @@ run_level() { # label
     # The volume alone, detached.
     say "$label: detached volume, $ROUNDS rounds"
     for i in $(seq "$ROUNDS"); do
-        vs_take+=("$(skiff_take "{\"resource_type\":\"volume\",\"volume_id\":$VOL,\"name\":\"v$i\"}")")
+        skiff_take "{\"resource_type\":\"volume\",\"volume_id\":$VOL,\"name\":\"v$i\"}"; vs_take+=("$T")
         skiff_drop "$prev"; prev=$SNAP
         vs_rest+=("$(skiff_restore "$SNAP")")
         vq_take+=("$(timed qemu-img snapshot -c "peer-$i" "$FILE")")
@@ -141,7 +141,7 @@ run_level() { # label
     until [ "$(vol_status)" = attached ]; do sleep 0.2; done
     say "$label: running VM, $ROUNDS rounds"
     for i in $(seq "$ROUNDS"); do
-        live_s+=("$(skiff_take "{\"resource_type\":\"vm\",\"resource_id\":\"$VM\",\"name\":\"l$i\"}")")
+        skiff_take "{\"resource_type\":\"vm\",\"resource_id\":\"$VM\",\"name\":\"l$i\"}"; live_s+=("$T")
         skiff_drop "$prev"; prev=$SNAP
         live_v+=("$(timed $VIRSH snapshot-create-as "$DOM" "peer-live-$i")")
         $VIRSH snapshot-delete "$DOM" "peer-live-$i" >/dev/null
@@ -150,7 +150,7 @@ run_level() { # label
     power stop passive
     say "$label: stopped VM, $ROUNDS rounds"
     for i in $(seq "$ROUNDS"); do
-        off_take+=("$(skiff_take "{\"resource_type\":\"vm\",\"resource_id\":\"$VM\",\"name\":\"o$i\"}")")
+        skiff_take "{\"resource_type\":\"vm\",\"resource_id\":\"$VM\",\"name\":\"o$i\"}"; off_take+=("$T")
         skiff_drop "$prev"; prev=$SNAP
         off_rest+=("$(skiff_restore "$SNAP")")
         ov_take+=("$(timed $VIRSH snapshot-create-as "$DOM" "peer-off-$i")")
@@ -158,7 +158,7 @@ run_level() { # label
         $VIRSH snapshot-delete "$DOM" "peer-off-$i" >/dev/null
     done
     # A last snapshot frees the restored one, then every snapshot goes.
-    skiff_take "{\"resource_type\":\"vm\",\"resource_id\":\"$VM\",\"name\":\"end\"}" >/dev/null
+    skiff_take "{\"resource_type\":\"vm\",\"resource_id\":\"$VM\",\"name\":\"end\"}"
     skiff_drop "$prev"; skiff_drop "$SNAP"
     api -X POST "$URL/volumes/$VOL/detach" >/dev/null
     until [ "$(vol_status)" = available ]; do sleep 0.2; done
