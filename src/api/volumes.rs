@@ -2,7 +2,7 @@
 //! (their jobs take about a second; a guest that is slow to let go of a disk, up to a
 //! minute), so the volume in the answer is the volume as it now is.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -58,20 +58,12 @@ pub(super) async fn wait_for_job(
     who: &Principal,
     job: uuid::Uuid,
 ) -> Result<(), ApiError> {
-    let until = Instant::now() + WAIT;
-    loop {
-        match s.get_job(who, &job).ok() {
-            Some(j) if j.status.is_final() => {
-                if let Some(e) = j.error.filter(|_| j.status == model::JobStatus::Failed) {
-                    return Err(ApiError::new(StatusCode::CONFLICT, e));
-                }
-                return Ok(());
-            }
-            Some(_) if Instant::now() < until => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            _ => return Ok(()),
-        }
+    let Ok(j) = s.wait_job(who, &job, WAIT).await else {
+        return Ok(());
+    };
+    match j.error.filter(|_| j.status == model::JobStatus::Failed) {
+        Some(e) => Err(ApiError::new(StatusCode::CONFLICT, e)),
+        None => Ok(()),
     }
 }
 

@@ -2,7 +2,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use super::JobError;
@@ -65,6 +65,8 @@ struct Inner {
     /// no tenant occupies the whole pool while others wait.
     per_account: usize,
     wake: Notify,
+    /// Counts jobs that ended: callers waiting on a job wake at once, not on a poll.
+    ended: watch::Sender<u64>,
     /// Targets with a running job, and whose account the job is.
     busy_targets: Mutex<HashMap<String, Option<Uuid>>>,
 }
@@ -90,6 +92,7 @@ impl JobEngine {
                 workers: workers.max(1),
                 per_account: (workers / 2).max(1),
                 wake: Notify::new(),
+                ended: watch::Sender::new(0),
                 busy_targets: Mutex::new(HashMap::new()),
             }),
         })
@@ -161,6 +164,12 @@ impl JobEngine {
         self.inner.table.create(&job)?;
         self.inner.wake.notify_one();
         Ok(job)
+    }
+
+    /// Changes each time a job ends. Subscribe before reading a job's status, then
+    /// await `changed()`: an end between the two is not missed.
+    pub fn endings(&self) -> watch::Receiver<u64> {
+        self.inner.ended.subscribe()
     }
 
     pub fn get(&self, id: &Uuid) -> Result<Option<Job>, JobError> {
@@ -328,6 +337,7 @@ impl JobEngine {
                 Ok(())
             })?;
         self.inner.store.flush()?;
+        self.inner.ended.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 }
@@ -392,6 +402,29 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("job {id} did not finish");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_ending_is_signalled_once_the_job_reads_final() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let probe = Arc::new(Probe {
+            log: Mutex::new(vec![]),
+            now_running: AtomicUsize::new(0),
+            max_running: AtomicUsize::new(0),
+        });
+        let e = JobEngine::new(store, 2, vec![Arc::new(Sleepy(probe))]).unwrap();
+        let mut endings = e.endings();
+        let j = submit(&e, "vm/a", true);
+        e.start();
+        tokio::time::timeout(Duration::from_secs(10), endings.changed())
+            .await
+            .expect("no ending signalled")
+            .unwrap();
+        let j = e.get(&j.id).unwrap().unwrap();
+        assert_eq!(j.status, JobStatus::Failed);
+        assert_eq!(*endings.borrow_and_update(), 1);
+        assert!(!endings.has_changed().unwrap());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,28 @@ impl Services {
         }
     }
 
+    /// `id` once it has ended, or as it is when `timeout` passes first.
+    pub async fn wait_job(
+        &self,
+        who: &Principal,
+        id: &Uuid,
+        timeout: std::time::Duration,
+    ) -> Result<Job, ServiceError> {
+        let until = tokio::time::Instant::now() + timeout;
+        let mut endings = self.inner.jobs.endings();
+        loop {
+            let job = self.get_job(who, id)?;
+            if job.status.is_final() {
+                return Ok(job);
+            }
+            match tokio::time::timeout_at(until, endings.changed()).await {
+                Ok(Ok(())) => {}
+                // The engine is gone (shutdown) or the time is up: the job as it is.
+                Ok(Err(_)) | Err(_) => return self.get_job(who, id),
+            }
+        }
+    }
+
     pub fn list_jobs(&self, who: &Principal, project: &Uuid) -> Result<Vec<Job>, ServiceError> {
         who.require_in(project, "project.settings.view")?;
         Ok(self.inner.jobs.list_by_project(project)?)
