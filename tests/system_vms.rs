@@ -21,8 +21,9 @@ fn hash_line(console: &str) -> String {
 fn vm_lifecycle_against_a_real_guest() {
     let Some(h) = host() else { return };
     enter_netns(&h.netns);
+    // A reconciler pass every second: a paused guest below must survive several.
     let mut s = Server::start(&format!(
-        "{}\n[quotas]\nsaved_images = 1\n",
+        "reconcile_interval_secs = 1\n{}\n[quotas]\nsaved_images = 1\n",
         config(&h, "10.231.0.0/25", "10.231.0.1", "sva")
     ));
     let _guard = DomainGuard(s.data());
@@ -114,6 +115,14 @@ fn vm_lifecycle_against_a_real_guest() {
     wait_status(&s, &id, "active", Duration::from_secs(240));
     let after = console(&s, &id).matches("SKIFF-GUEST ready").count();
     assert!(after >= boots + 2, "two more boots: {boots} → {after}");
+    // Paused by libvirt (as while `virsh snapshot-create-as` saves its RAM), the guest
+    // is alive: passes of the reconciler leave it `active`.
+    virsh(&["suspend", &name]);
+    assert!(virsh(&["domstate", &name]).contains("paused"));
+    std::thread::sleep(Duration::from_secs(3));
+    let st = s.admin_call("GET", &format!("/api/v1/vms/{id}")).send();
+    virsh(&["resume", &name]);
+    assert_eq!(st.body["data"]["status"], "active", "{}", st.text);
 
     let r = s
         .admin_call("PATCH", &format!("/api/v1/vms/{id}/rename"))

@@ -72,19 +72,7 @@ impl Reconcile for VmReconciler {
                 ));
                 continue;
             }
-            let running = state == Some(PowerState::Running);
-            let seen = match vm.status {
-                VmStatus::Active if !running => Some(VmStatus::Passive),
-                VmStatus::Passive if running => Some(VmStatus::Active),
-                VmStatus::Provisioning | VmStatus::Booting | VmStatus::Finalizing => {
-                    Some(if running {
-                        VmStatus::Active
-                    } else {
-                        VmStatus::Passive
-                    })
-                }
-                _ => None,
-            };
+            let seen = seen_status(vm.status, state);
             if let Some(st) = seen {
                 s.vms
                     .update::<StoreError>(&uuid_key(&vm.id), |v| {
@@ -118,5 +106,64 @@ impl Reconcile for VmReconciler {
             }
         }
         Ok(drift)
+    }
+}
+
+/// The status the host shows for a VM no job is changing, where it differs from the
+/// record's. A paused domain still holds a live guest (libvirt pauses it while it saves
+/// RAM for `virsh snapshot-create-as`, say), so it neither ends `active` nor starts a
+/// `passive` VM (a backup of a stopped VM runs it paused); nor does a passing state
+/// (shutting down: the next pass sees it off).
+fn seen_status(status: VmStatus, state: Option<PowerState>) -> Option<VmStatus> {
+    let running = state == Some(PowerState::Running);
+    let alive = matches!(
+        state,
+        Some(PowerState::Running | PowerState::Paused | PowerState::Other)
+    );
+    match status {
+        VmStatus::Active if !alive => Some(VmStatus::Passive),
+        VmStatus::Passive if running => Some(VmStatus::Active),
+        VmStatus::Provisioning | VmStatus::Booting | VmStatus::Finalizing => Some(if running {
+            VmStatus::Active
+        } else {
+            VmStatus::Passive
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paused_domain_changes_no_status_and_a_gone_one_ends_active() {
+        use PowerState::*;
+        assert_eq!(seen_status(VmStatus::Active, Some(Paused)), None);
+        assert_eq!(seen_status(VmStatus::Passive, Some(Paused)), None);
+        assert_eq!(seen_status(VmStatus::Active, Some(Other)), None);
+        assert_eq!(seen_status(VmStatus::Active, Some(Running)), None);
+        assert_eq!(
+            seen_status(VmStatus::Active, Some(ShutOff)),
+            Some(VmStatus::Passive)
+        );
+        assert_eq!(
+            seen_status(VmStatus::Active, Some(Crashed)),
+            Some(VmStatus::Passive)
+        );
+        assert_eq!(seen_status(VmStatus::Active, None), Some(VmStatus::Passive));
+        assert_eq!(
+            seen_status(VmStatus::Passive, Some(Running)),
+            Some(VmStatus::Active)
+        );
+        assert_eq!(
+            seen_status(VmStatus::Booting, Some(Running)),
+            Some(VmStatus::Active)
+        );
+        assert_eq!(
+            seen_status(VmStatus::Finalizing, Some(ShutOff)),
+            Some(VmStatus::Passive)
+        );
+        assert_eq!(seen_status(VmStatus::Failure, Some(ShutOff)), None);
     }
 }
