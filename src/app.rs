@@ -168,7 +168,7 @@ pub async fn serve(cfg: Config, on_first_start: impl FnOnce(&InitReport)) -> Res
     let reconciler = Reconciler::new(vec![
         Arc::new(VmReconciler(services.clone())),
         Arc::new(VolumeReconciler(services.clone())),
-        Arc::new(SnapshotReconciler(services.clone())),
+        Arc::new(SnapshotReconciler::new(services.clone())),
         Arc::new(ImageReconciler(services.clone())),
         Arc::new(FirewallReconciler(services.clone())),
     ]);

@@ -548,6 +548,39 @@ fn snapshots_put_a_running_vms_disks_back_exactly() {
         let r = del(&s, &p, id);
         assert_eq!(r.status, 200, "{}", r.text);
     }
+
+    // A tag no snapshot names (made by hand while skiff was down) is reported by the
+    // first reconciler pass and left in place.
+    s.kill();
+    let vfile = s.data().join(format!("volumes/{v}.qcow2"));
+    let made = Command::new("qemu-img")
+        .args(["snapshot", "-c", "skiff-snap-987654"])
+        .arg(&vfile)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let log_path = s.dir.path().join("stray.log");
+    s.spawn_logging("warn", std::fs::File::create(&log_path).unwrap().into());
+    let said =
+        format!("snapshot tag skiff-snap-987654 in volumes/{v}.qcow2 belongs to no snapshot");
+    let until = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains(&said)
+    {
+        assert!(Instant::now() < until, "no report of the stray tag");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(tags_on_disk(&s).contains(&(
+        format!("volumes/{v}.qcow2"),
+        "skiff-snap-987654".to_string()
+    )));
+    let dropped = Command::new("qemu-img")
+        .args(["snapshot", "-d", "skiff-snap-987654"])
+        .arg(&vfile)
+        .status()
+        .unwrap();
+    assert!(dropped.success());
     let r = s
         .admin_call("DELETE", &format!("/api/v1/volumes/{v}"))
         .project(&p)
