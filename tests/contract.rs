@@ -34,8 +34,16 @@ fn schemathesis() -> Option<PathBuf> {
         .then(|| PathBuf::from(String::from_utf8_lossy(&found.stdout).trim()))
 }
 
+/// The contract lives beside the clone (`../shared/api/`), not in it: a clone without
+/// it cannot run the contract tests, and says so rather than let schemathesis guess.
 fn contract_yaml() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/api/raff-openapi.yaml")
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/api/raff-openapi.yaml");
+    assert!(
+        p.is_file(),
+        "the Raff contract is not at {}: clone skiff next to the project's shared/ directory",
+        p.display()
+    );
+    p
 }
 
 struct Run<'a> {
