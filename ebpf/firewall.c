@@ -797,8 +797,10 @@ int skiff_from_vm(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
 	struct nic_cfg *nic = bpf_map_lookup_elem(&skf_nics, &ifindex);
+	/* A tap carries these programs only for a NIC skiff filters: without its
+	 * policy (not written yet, or removed) nothing passes. Fail closed. */
 	if (!nic)
-		return TC_ACT_OK;
+		return TC_ACT_SHOT;
 	__u8 dmac[8] = {}, mac[8] = {};
 	int proto = eth_proto(skb, dmac, mac);
 	if (proto < 0 || tagged(skb, proto) || !mac_eq(mac, nic->mac))
@@ -876,8 +878,10 @@ int skiff_to_vm(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
 	struct nic_cfg *nic = bpf_map_lookup_elem(&skf_nics, &ifindex);
+	/* A tap carries these programs only for a NIC skiff filters: without its
+	 * policy (not written yet, or removed) nothing passes. Fail closed. */
 	if (!nic)
-		return TC_ACT_OK;
+		return TC_ACT_SHOT;
 	__u8 dmac[8] = {}, smac[8] = {};
 	int proto = eth_proto(skb, dmac, smac);
 	if (proto < 0 || tagged(skb, proto) || !dst_mac_ok(dmac, nic->mac))

@@ -821,6 +821,31 @@ fn default_deny_inbound_open_egress_and_neighbour_discovery() {
     );
 }
 
+/// The programs on a tap whose policy is missing (not written yet, or removed) pass
+/// nothing: the data plane fails closed, it never lets a NIC it cannot match through.
+#[test]
+fn a_tap_without_its_policy_passes_nothing() {
+    let Some(net) = Net::new(2) else { return };
+    let (pa, pb) = (net.policy(A, false, vec![]), net.policy(B, false, vec![]));
+    net.sync(&[pa.clone(), pb.clone()]);
+    assert!(net.ping(B, net.v4(A), None), "B -> A: A is unfiltered");
+    let ix = net.fw().attach(net.tap_of(&pa)).expect("attach");
+    net.fw().remove(ix).expect("remove");
+    assert!(
+        !net.ping(B, net.v4(A), None),
+        "B -> A must be dropped: A's tap has the programs and no policy"
+    );
+    assert!(
+        !net.ping(A, net.v4(B), None),
+        "A -> B must be dropped: A's tap has the programs and no policy"
+    );
+    net.set(&pa);
+    assert!(
+        net.ping(B, net.v4(A), None),
+        "B -> A passes again once A's policy is back"
+    );
+}
+
 #[test]
 fn rule_added_allows_and_removed_denies_again() {
     let Some(net) = Net::new(2) else { return };

@@ -56,8 +56,9 @@ impl Evaluator {
     /// Whether a frame the VM on `ifindex` sends (`Dir::Out`) or receives (`Dir::In`)
     /// passes, at time `now` (nanoseconds).
     pub fn packet(&mut self, ifindex: u32, dir: Dir, frame: &[u8], now: u64) -> bool {
+        // A NIC with no policy (none written yet, or removed) passes nothing.
         let Some(nic) = self.nics.get(&ifindex) else {
-            return true;
+            return false;
         };
         let policy = nic.policy.clone();
         let version = nic.version;
