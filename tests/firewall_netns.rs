@@ -829,8 +829,11 @@ fn a_tap_without_its_policy_passes_nothing() {
     let (pa, pb) = (net.policy(A, false, vec![]), net.policy(B, false, vec![]));
     net.sync(&[pa.clone(), pb.clone()]);
     assert!(net.ping(B, net.v4(A), None), "B -> A: A is unfiltered");
+    assert!(net.fw().enforces(net.tap_of(&pa)));
+    assert!(!net.fw().enforces("skfw-no-such"));
     let ix = net.fw().attach(net.tap_of(&pa)).expect("attach");
     net.fw().remove(ix).expect("remove");
+    assert!(!net.fw().enforces(net.tap_of(&pa)));
     assert!(
         !net.ping(B, net.v4(A), None),
         "B -> A must be dropped: A's tap has the programs and no policy"
@@ -840,6 +843,7 @@ fn a_tap_without_its_policy_passes_nothing() {
         "A -> B must be dropped: A's tap has the programs and no policy"
     );
     net.set(&pa);
+    assert!(net.fw().enforces(net.tap_of(&pa)));
     assert!(
         net.ping(B, net.v4(A), None),
         "B -> A passes again once A's policy is back"

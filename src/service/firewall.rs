@@ -164,6 +164,11 @@ impl FirewallHost {
         }
     }
 
+    /// Whether the tap exists and carries its policy.
+    pub fn enforces(&self, tap: &str) -> bool {
+        self.fw.enforces(tap)
+    }
+
     pub fn counters(&self) -> HashMap<u64, Counter> {
         self.fw.counters().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read security-group counters");

@@ -349,7 +349,7 @@ impl VmHost {
             );
         };
         self.hv.start_paused(&name).map_err(|e| e.to_string())?;
-        let failed: Vec<String> = match fw.sync() {
+        let mut failed: Vec<String> = match fw.sync() {
             Ok(failed) => failed
                 .into_iter()
                 .filter(|(tap, _)| vm.nics.iter().any(|n| n.tap == *tap))
@@ -357,6 +357,16 @@ impl VmHost {
                 .collect(),
             Err(e) => vec![e],
         };
+        // A sync passes over taps that do not exist: every NIC's must, with its policy
+        // (a tap libvirt named otherwise would carry an unfiltered guest).
+        if failed.is_empty() {
+            failed.extend(
+                vm.nics
+                    .iter()
+                    .filter(|n| !fw.enforces(&n.tap))
+                    .map(|n| format!("{}: no such tap, or no policy on it", n.tap)),
+            );
+        }
         if !failed.is_empty() {
             let _ = self.hv.destroy(&name);
             return Err(format!(

@@ -201,6 +201,12 @@ impl Firewall {
         self.lock().set_policy(ifindex, policy)
     }
 
+    /// Whether `iface` exists and the maps hold a policy for it: what a guest's NIC
+    /// needs before the guest may run.
+    pub fn enforces(&self, iface: &str) -> bool {
+        ifindex(iface).is_some_and(|ix| self.lock().applied.contains_key(&ix))
+    }
+
     /// Stops enforcing anything on `ifindex` and forgets its entries.
     pub fn remove(&self, ifindex: u32) -> Result<(), FirewallError> {
         self.lock().remove(ifindex)
