@@ -31,8 +31,19 @@ page.on('dialog', (d) => d.accept());
 const errors = [];
 page.on('pageerror', (e) => errors.push(String(e)));
 
+// The VM page reloads itself once a VM settles: a screenshot that a reload interrupts
+// (seen under a loaded CI host) is taken again once the page has loaded.
 async function shot(name) {
-  await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await page.waitForLoadState('load');
+      await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true, timeout: 15_000 });
+      return;
+    } catch (e) {
+      if (attempt >= 3) throw e;
+      console.log(`screenshot ${name}: ${String(e).split('\n')[0]}; again`);
+    }
+  }
 }
 async function flash() {
   return (await page.locator('.flash').allTextContents()).join(' | ');
