@@ -382,6 +382,14 @@ mod tests {
         }
     }
 
+    fn probe() -> Arc<Probe> {
+        Arc::new(Probe {
+            log: Mutex::new(vec![]),
+            now_running: AtomicUsize::new(0),
+            max_running: AtomicUsize::new(0),
+        })
+    }
+
     fn submit(e: &JobEngine, target: &str, fail: bool) -> Job {
         e.submit(NewJob {
             kind: "sleepy".into(),
@@ -408,11 +416,7 @@ mod tests {
     async fn an_ending_is_signalled_once_the_job_reads_final() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let probe = Arc::new(Probe {
-            log: Mutex::new(vec![]),
-            now_running: AtomicUsize::new(0),
-            max_running: AtomicUsize::new(0),
-        });
+        let probe = probe();
         let e = JobEngine::new(store, 2, vec![Arc::new(Sleepy(probe))]).unwrap();
         let mut endings = e.endings();
         let j = submit(&e, "vm/a", true);
@@ -431,11 +435,7 @@ mod tests {
     async fn one_job_per_target_at_a_time_in_order_others_in_parallel() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let probe = Arc::new(Probe {
-            log: Mutex::new(vec![]),
-            now_running: AtomicUsize::new(0),
-            max_running: AtomicUsize::new(0),
-        });
+        let probe = probe();
         let e = JobEngine::new(store, 4, vec![Arc::new(Sleepy(probe.clone()))]).unwrap();
         let a: Vec<_> = (0..3).map(|i| submit(&e, "vm/a", i == 1)).collect();
         let b = submit(&e, "vm/b", false);
@@ -468,11 +468,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_account_never_holds_more_than_half_the_workers() {
         let dir = tempfile::tempdir().unwrap();
-        let probe = Arc::new(Probe {
-            log: Mutex::new(vec![]),
-            now_running: AtomicUsize::new(0),
-            max_running: AtomicUsize::new(0),
-        });
+        let probe = probe();
         let e = JobEngine::new(
             Store::open(dir.path()).unwrap(),
             4,

@@ -84,8 +84,11 @@ impl Snapshot {
         Snapshot::tag_of(self.id)
     }
 
+    /// What every snapshot's tag starts with.
+    pub const TAG_PREFIX: &'static str = "skiff-snap-";
+
     pub fn tag_of(id: u64) -> String {
-        format!("skiff-snap-{id}")
+        format!("{}{id}", Snapshot::TAG_PREFIX)
     }
 
     /// Whether the snapshot holds a copy of volume `id`.

@@ -4,7 +4,8 @@
 //! idempotent). Once per process, the disk files are read for tags `skiff-snap-<id>`
 //! that no snapshot record names: a create that fails removes its own, and a delete
 //! drops the record only once the tag is gone, so such a tag means a bug or a hand at
-//! work. It is reported, not removed (as for volume files nothing claims).
+//! work. It is reported, not removed (as for volume files nothing claims), from a
+//! thread of its own so the start-up pass does not wait on it.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -86,45 +87,56 @@ impl Reconcile for SnapshotReconciler {
                 snap.id
             ));
         }
+        // Once, off the start-up pass: one `qemu-img` per disk file need not delay
+        // the API. Reported as the reconciler reports drift.
         if !self.scanned.swap(true, Ordering::SeqCst) {
-            drift.extend(self.stray_tags(&s.data_dir)?);
+            let services = self.services.clone();
+            let spawned = std::thread::Builder::new()
+                .name("stray-tags".into())
+                .spawn(move || match stray_tags(&services) {
+                    Ok(found) => {
+                        for d in found {
+                            tracing::warn!(part = "snapshots", drift = %d, "reconciler");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not look for stray snapshot tags"),
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "could not look for stray snapshot tags");
+            }
         }
         Ok(drift)
     }
 }
 
-impl SnapshotReconciler {
-    /// Tags no record names. Files first, records second: a tag is made only after its
-    /// record is written, so a tag seen is found among the records read after it
-    /// (unless its delete ended meanwhile: a rare report, never a removal).
-    fn stray_tags(&self, data_dir: &Path) -> Result<Vec<String>, String> {
-        let mut tagged = Vec::new();
-        for f in disk_files(data_dir) {
-            match disk::snapshot_tags(&f) {
-                Ok(tags) => tagged.extend(tags.into_iter().map(|t| (f.clone(), t))),
-                Err(e) => {
-                    tracing::warn!(file = %f.display(), error = %e, "could not read snapshot tags")
-                }
+/// Tags no record names. Files first, records second: a tag is made only after its
+/// record is written, so a tag seen is found among the records read after it (unless
+/// its delete ended meanwhile: a rare report, never a removal).
+fn stray_tags(services: &Services) -> Result<Vec<String>, String> {
+    let data_dir = &services.inner.data_dir;
+    let mut tagged = Vec::new();
+    for f in disk_files(data_dir) {
+        match disk::snapshot_tags(&f) {
+            Ok(tags) => tagged.extend(tags.into_iter().map(|t| (f.clone(), t))),
+            Err(e) => {
+                tracing::warn!(file = %f.display(), error = %e, "could not read snapshot tags")
             }
         }
-        let known: HashSet<String> = self
-            .services
-            .inner
-            .snapshots
-            .all()
-            .map_err(|e| e.to_string())?
-            .iter()
-            .map(Snapshot::tag)
-            .collect();
-        let prefix = Snapshot::tag_of(0);
-        let prefix = prefix.trim_end_matches('0');
-        Ok(tagged
-            .into_iter()
-            .filter(|(_, t)| t.starts_with(prefix) && !known.contains(t))
-            .map(|(f, t)| {
-                let shown = f.strip_prefix(data_dir).unwrap_or(&f).display().to_string();
-                format!("snapshot tag {t} in {shown} belongs to no snapshot; left alone")
-            })
-            .collect())
     }
+    let known: HashSet<String> = services
+        .inner
+        .snapshots
+        .all()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(Snapshot::tag)
+        .collect();
+    Ok(tagged
+        .into_iter()
+        .filter(|(_, t)| t.starts_with(Snapshot::TAG_PREFIX) && !known.contains(t))
+        .map(|(f, t)| {
+            let shown = f.strip_prefix(data_dir).unwrap_or(&f).display().to_string();
+            format!("snapshot tag {t} in {shown} belongs to no snapshot; left alone")
+        })
+        .collect())
 }
