@@ -3,6 +3,7 @@
 
 pub mod bridge;
 pub mod firewall;
+pub mod vpc;
 
 use std::net::Ipv4Addr;
 
@@ -15,6 +16,23 @@ pub enum NetworkError {
     /// A host networking command failed.
     #[error("{what}: {reason}")]
     Host { what: String, reason: String },
+}
+
+/// Runs `ip` (iproute2) with `args`; its standard output, or why it failed.
+pub(crate) fn run_ip(args: &[&str]) -> Result<String, NetworkError> {
+    let host = |reason: String| NetworkError::Host {
+        what: format!("ip {}", args.join(" ")),
+        reason,
+    };
+    let o = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| host(e.to_string()))?;
+    if o.status.success() {
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    } else {
+        Err(host(String::from_utf8_lossy(&o.stderr).trim().to_string()))
+    }
 }
 
 /// An IPv4 network.

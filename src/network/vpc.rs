@@ -1,0 +1,288 @@
+//! The VPC data path (docs/decisions/0011-vpc-data-path.md): per VPC, a Linux bridge
+//! with no address of the host's (the layer-2 segment the guests' taps join) and a
+//! router network namespace holding the VPC's gateway on `gw0`, the peer of a veth
+//! whose host end is a port of the bridge. The host has no layer-3 presence in any
+//! VPC, so no host route can join two of them, and two VPCs with the same CIDR never
+//! meet: their gateways live in different namespaces.
+//!
+//! Every step is idempotent and the steps are public, so a crash after any prefix of
+//! them is repaired by running `ensure` or `remove` again (the crash-matrix test runs
+//! each prefix).
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use super::{run_ip, NetworkError};
+
+/// Where named network namespaces live (`ip netns`).
+const NETNS_DIR: &str = "/run/netns";
+
+/// The host objects of VPC number `seq` under `prefix` (the tap prefix: two skiff
+/// instances on one host use different ones). Device names stay within IFNAMSIZ:
+/// prefix ≤ 6, one letter, `seq` < 2^24 (≤ 8 digits).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VpcNet {
+    pub prefix: String,
+    pub seq: u64,
+}
+
+/// Largest VPC number: it doubles as the VXLAN VNI when a second host joins.
+pub const MAX_SEQ: u64 = (1 << 24) - 1;
+
+impl VpcNet {
+    pub fn bridge(&self) -> String {
+        format!("{}b{}", self.prefix, self.seq)
+    }
+
+    /// The host end of the router's veth (a bridge port).
+    pub fn veth(&self) -> String {
+        format!("{}g{}", self.prefix, self.seq)
+    }
+
+    pub fn netns(&self) -> String {
+        format!("skiff-vpc-{}-{}", self.prefix, self.seq)
+    }
+}
+
+/// What a VPC's router needs.
+#[derive(Clone, Debug)]
+pub struct VpcSpec {
+    pub net: VpcNet,
+    pub gateway: Ipv4Addr,
+    pub prefix_len: u8,
+    pub mtu: u32,
+}
+
+fn link_exists(name: &str) -> bool {
+    run_ip(&["link", "show", "dev", name]).is_ok()
+}
+
+fn netns_exists(name: &str) -> bool {
+    Path::new(NETNS_DIR).join(name).exists()
+}
+
+/// One step of making or removing a VPC's host objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Bridge,
+    Netns,
+    Veth,
+    Port,
+    Router,
+}
+
+/// The steps of `ensure`, in order.
+pub const CREATE_STEPS: &[Step] = &[
+    Step::Bridge,
+    Step::Netns,
+    Step::Veth,
+    Step::Port,
+    Step::Router,
+];
+
+/// Runs one step of making `spec`'s objects; each finds what an earlier attempt made.
+pub fn create_step(spec: &VpcSpec, step: Step) -> Result<(), NetworkError> {
+    let n = &spec.net;
+    let mtu = spec.mtu.to_string();
+    match step {
+        Step::Bridge => {
+            let br = n.bridge();
+            if !link_exists(&br) {
+                // Bridged frames must not pass the host's netfilter (bridge-nf-call is
+                // on by default): VPCs with one CIDR would share conntrack tuples.
+                run_ip(&[
+                    "link",
+                    "add",
+                    &br,
+                    "type",
+                    "bridge",
+                    "stp_state",
+                    "0",
+                    "nf_call_iptables",
+                    "0",
+                    "nf_call_ip6tables",
+                    "0",
+                    "nf_call_arptables",
+                    "0",
+                ])?;
+            }
+            // No address of the host's, not even a link-local one.
+            run_ip(&[
+                "link",
+                "set",
+                "dev",
+                &br,
+                "mtu",
+                &mtu,
+                "addrgenmode",
+                "none",
+            ])?;
+            run_ip(&["link", "set", "dev", &br, "up"]).map(drop)
+        }
+        Step::Netns => {
+            if !netns_exists(&n.netns()) {
+                run_ip(&["netns", "add", &n.netns()])?;
+            }
+            run_ip(&["-n", &n.netns(), "link", "set", "lo", "up"]).map(drop)
+        }
+        Step::Veth => {
+            let v = n.veth();
+            if !link_exists(&v) {
+                run_ip(&[
+                    "link",
+                    "add",
+                    &v,
+                    "mtu",
+                    &mtu,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "gw0",
+                    "mtu",
+                    &mtu,
+                    "netns",
+                    &n.netns(),
+                ])?;
+            }
+            run_ip(&["link", "set", "dev", &v, "addrgenmode", "none"]).map(drop)
+        }
+        Step::Port => {
+            run_ip(&["link", "set", "dev", &n.veth(), "master", &n.bridge(), "up"]).map(drop)
+        }
+        Step::Router => {
+            let ns = n.netns();
+            let gw = format!("{}/{}", spec.gateway, spec.prefix_len);
+            let have = run_ip(&["-n", &ns, "-o", "-4", "addr", "show", "dev", "gw0"])?;
+            if !have.contains(&format!(" {gw} ")) {
+                run_ip(&["-n", &ns, "addr", "flush", "dev", "gw0"])?;
+                run_ip(&["-n", &ns, "addr", "add", &gw, "dev", "gw0"])?;
+            }
+            run_ip(&["-n", &ns, "link", "set", "dev", "gw0", "mtu", &mtu, "up"]).map(drop)
+        }
+    }
+}
+
+/// Makes (or completes) `spec`'s host objects.
+pub fn ensure(spec: &VpcSpec) -> Result<(), NetworkError> {
+    for s in CREATE_STEPS {
+        create_step(spec, *s)?;
+    }
+    Ok(())
+}
+
+/// The steps of `remove`, in order: the veth first (deleting one end deletes its
+/// peer at once, while a namespace's devices go only when the kernel gets to it),
+/// then the namespace, the bridge last.
+pub const REMOVE_STEPS: &[Step] = &[Step::Veth, Step::Netns, Step::Bridge];
+
+/// Runs one step of removing `n`'s objects; what is gone already is no error.
+pub fn remove_step(n: &VpcNet, step: Step) -> Result<(), NetworkError> {
+    let gone = |r: Result<String, NetworkError>| match r {
+        Err(NetworkError::Host { reason, .. }) if reason.contains("Cannot find device") => Ok(()),
+        r => r.map(drop),
+    };
+    match step {
+        Step::Veth if link_exists(&n.veth()) => gone(run_ip(&["link", "del", "dev", &n.veth()])),
+        Step::Netns if netns_exists(&n.netns()) => run_ip(&["netns", "del", &n.netns()]).map(drop),
+        Step::Bridge if link_exists(&n.bridge()) => {
+            gone(run_ip(&["link", "del", "dev", &n.bridge()]))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Removes `n`'s host objects, whatever part of them exists.
+pub fn remove(n: &VpcNet) -> Result<(), NetworkError> {
+    for s in REMOVE_STEPS {
+        remove_step(n, *s)?;
+    }
+    Ok(())
+}
+
+/// The host objects under a prefix, by kind, from one listing of links and one of
+/// namespaces.
+#[derive(Debug, Default)]
+pub struct Present {
+    pub bridges: BTreeSet<u64>,
+    pub veths: BTreeSet<u64>,
+    pub netns: BTreeSet<u64>,
+}
+
+impl Present {
+    /// Every VPC number with any object.
+    pub fn any(&self) -> BTreeSet<u64> {
+        let mut all = self.bridges.clone();
+        all.extend(&self.veths);
+        all.extend(&self.netns);
+        all
+    }
+
+    /// True when VPC `seq` has all three objects.
+    pub fn complete(&self, seq: u64) -> bool {
+        self.bridges.contains(&seq) && self.veths.contains(&seq) && self.netns.contains(&seq)
+    }
+}
+
+/// The objects under `prefix`: bridges, veths and router namespaces named as
+/// `VpcNet` names them.
+pub fn present(prefix: &str) -> Result<Present, NetworkError> {
+    let mut p = Present::default();
+    let links = run_ip(&["-o", "link", "show"])?;
+    for line in links.lines() {
+        // "12: skvb3: <...>" or "13: skvg3@if2: <...>"
+        let Some(name) = line.split(": ").nth(1) else {
+            continue;
+        };
+        let name = name.split('@').next().unwrap_or(name);
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        if let Some(seq) = rest.strip_prefix('b').and_then(parse_seq) {
+            p.bridges.insert(seq);
+        } else if let Some(seq) = rest.strip_prefix('g').and_then(parse_seq) {
+            p.veths.insert(seq);
+        }
+    }
+    let ns_prefix = format!("skiff-vpc-{prefix}-");
+    if let Ok(entries) = std::fs::read_dir(NETNS_DIR) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(seq) = name.strip_prefix(&ns_prefix).and_then(parse_seq) {
+                p.netns.insert(seq);
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn parse_seq(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_ifnamsiz_and_never_look_like_taps() {
+        let n = VpcNet {
+            prefix: "abcdef".into(),
+            seq: MAX_SEQ,
+        };
+        assert!(
+            n.bridge().len() <= 15 && n.veth().len() <= 15,
+            "{}",
+            n.bridge()
+        );
+        assert_eq!(n.netns(), "skiff-vpc-abcdef-16777215");
+        assert_eq!(parse_seq("16777215"), Some(MAX_SEQ));
+        for bad in ["", "123456789", "1a", "r0"] {
+            assert_eq!(parse_seq(bad), None, "{bad}");
+        }
+    }
+}
