@@ -96,6 +96,8 @@ fn seed(db: &std::path::Path, account: Uuid, project: Uuid) -> (Uuid, Uuid) {
                 bridge: "skbr0".into(),
                 tap: format!("skt{i}"),
                 security_groups: vec![group_ids[i % 20]],
+                vpc_id: None,
+                mtu: None,
             }],
             tags: vec![VmTag {
                 id: Uuid::new_v4(),

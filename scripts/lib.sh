@@ -135,6 +135,11 @@ stop_test_host() {
         for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     done
     ip netns del "$SKT_NETNS" 2>/dev/null || true
+    # VPC routers whose bridge port lived in the test namespace: their gw0 went with
+    # it. A router that still has gw0 belongs to a running skiff: left alone.
+    for n in $(ip netns list 2>/dev/null | awk '$1 ~ /^skiff-vpc-/ { print $1 }'); do
+        ip -n "$n" link show gw0 >/dev/null 2>&1 || ip netns del "$n" 2>/dev/null || true
+    done
     rm -rf "$SKT_LIBVIRT_DIR"
     # The system tests' firewall pins (maps and links outlive skiff by design).
     rm -rf /sys/fs/bpf/skiff-test-* 2>/dev/null || true

@@ -15,7 +15,7 @@ use crate::jobs::Reconciler;
 use crate::network::{bridge, Cidr};
 use crate::service::{
     BackupScheduler, FirewallReconciler, ImageReconciler, InitReport, ServiceError, Services,
-    SnapshotReconciler, VmReconciler, VolumeReconciler,
+    SnapshotReconciler, VmReconciler, VolumeReconciler, VpcReconciler,
 };
 use crate::store::{Store, StoreError};
 use crate::web as dashboard;
@@ -168,6 +168,7 @@ pub async fn serve(cfg: Config, on_first_start: impl FnOnce(&InitReport)) -> Res
     let reconciler = Reconciler::new(vec![
         Arc::new(VmReconciler(services.clone())),
         Arc::new(VolumeReconciler(services.clone())),
+        Arc::new(VpcReconciler::new(services.clone())),
         Arc::new(SnapshotReconciler::new(services.clone())),
         Arc::new(ImageReconciler(services.clone())),
         Arc::new(FirewallReconciler(services.clone())),

@@ -87,6 +87,8 @@ pub struct QuotaConfig {
     pub backup_gib: u64,
     /// Snapshots of VMs and volumes.
     pub snapshots: u64,
+    /// VPCs (each is a bridge and a router namespace on the host).
+    pub vpcs: u64,
 }
 
 impl QuotaConfig {
@@ -105,6 +107,7 @@ impl QuotaConfig {
             "backups" => self.backups,
             "backup_gib" => self.backup_gib,
             "snapshots" => self.snapshots,
+            "vpcs" => self.vpcs,
             _ => return None,
         })
     }
@@ -125,6 +128,7 @@ impl Default for QuotaConfig {
             backups: 200,
             backup_gib: 1000,
             snapshots: 50,
+            vpcs: 20,
         }
     }
 }
@@ -264,6 +268,22 @@ pub struct NetworkConfig {
     pub tap_prefix: String,
     pub public: PublicNetworkConfig,
     pub firewall: FirewallConfig,
+    pub vpc: VpcConfig,
+}
+
+/// Private networks (docs/decisions/0011-vpc-data-path.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VpcConfig {
+    /// The guests' MTU inside a VPC: 1450 leaves room for VXLAN on a 1500-byte
+    /// underlay, so VPCs can span hosts later without a change in the guests.
+    pub mtu: u32,
+}
+
+impl Default for VpcConfig {
+    fn default() -> Self {
+        VpcConfig { mtu: 1450 }
+    }
 }
 
 /// The security-group data plane (eBPF on every VM tap; needs root and bpffs).
@@ -316,6 +336,7 @@ impl Default for NetworkConfig {
             tap_prefix: "skv".into(),
             public: PublicNetworkConfig::default(),
             firewall: FirewallConfig::default(),
+            vpc: VpcConfig::default(),
         }
     }
 }
@@ -703,6 +724,9 @@ impl Config {
                 "network.tap_prefix",
                 "must be 1 to 6 letters or digits",
             ));
+        }
+        if !(576..=9000).contains(&self.network.vpc.mtu) {
+            return Err(bad("network.vpc.mtu", "must be 576 to 9000"));
         }
         if p.bridge.is_empty() || p.bridge.len() > 15 {
             return Err(bad("network.public.bridge", "must be 1 to 15 characters"));

@@ -191,13 +191,19 @@ const DEPARTURES: &[Departure] = &[
     d("ST202", 400, "detach it", false),
     d("ST202", 400, "is not attached to a VM", false),
     d("ST202", 400, "in this project", false),
-    d(
-        "ST202",
-        400,
-        "delete_vpc true: this host has no VPCs yet",
-        false,
-    ),
-    d("ST202", 400, "VPC networking is not available yet", false),
+    d("ST202", 400, "vpc_id: ", false),
+    d("ST202", 400, "not both", false),
+    d("ST202", 400, "vpc_name and vpc_cidr go together", false),
+    d("ST202", 400, "skip_vpc goes without", false),
+    // VPCs: the rules of docs/api.md on schema-valid input (the contract's pattern
+    // allows any dotted quad and length), and the quota.
+    d("ST202", 400, "overlaps", false),
+    d("ST202", 400, "cidr prefix must be", false),
+    d("ST202", 400, "is not in a private range", false),
+    d("ST202", 400, "has host bits set", false),
+    d("ST202", 400, "is not a block of the form", false),
+    d("ST202", 400, "give name or description", false),
+    d("ST103", 402, "quota exceeded: vpcs", false),
     d("ST202", 400, "public IP", false),
     d("ST202", 400, "extra_storage", false),
     d(

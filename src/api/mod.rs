@@ -22,6 +22,7 @@ mod system;
 pub mod types;
 mod vms;
 mod volumes;
+mod vpcs;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
@@ -141,6 +142,7 @@ impl utoipa::Modify for BodyResponses {
         volumes::attach, volumes::detach,
         snapshots::list, snapshots::create, snapshots::get, snapshots::delete,
         snapshots::restore, snapshots::rename,
+        vpcs::list, vpcs::create, vpcs::cidr_suggestions, vpcs::get, vpcs::update, vpcs::delete,
     ),
     modifiers(&SecurityAddon, &BodyResponses),
     security(("ApiKeyAuth" = [])),
@@ -308,6 +310,20 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
                     .route(web::get().to(volumes::get))
                     .route(web::patch().to(volumes::resize))
                     .route(web::delete().to(volumes::delete)),
+            )
+            .service(
+                res("/vpcs", "GET, POST")
+                    .route(web::get().to(vpcs::list))
+                    .route(web::post().to(vpcs::create)),
+            )
+            .service(
+                res("/vpcs/cidr-suggestions", "GET").route(web::get().to(vpcs::cidr_suggestions)),
+            )
+            .service(
+                res("/vpcs/{id}", "GET, PUT, DELETE")
+                    .route(web::get().to(vpcs::get))
+                    .route(web::put().to(vpcs::update))
+                    .route(web::delete().to(vpcs::delete)),
             )
             .service(res("/volumes/{id}/attach", "POST").route(web::post().to(volumes::attach)))
             .service(res("/volumes/{id}/detach", "POST").route(web::post().to(volumes::detach)))

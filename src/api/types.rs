@@ -626,7 +626,8 @@ pub struct CreateVMRequest {
     pub backup_date: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
-    /// skiff: `vpc_*` fields and `skip_public_ip` are 400 until VPCs exist.
+    /// Join this VPC of the project. Without `vpc_id`, `vpc_name` and `vpc_cidr`
+    /// (and without `skip_vpc`) the VM gets a VPC `vpc-<name>` of its own.
     #[serde(default, deserialize_with = "present")]
     pub vpc_id: Option<Uuid>,
     #[serde(default, deserialize_with = "present")]
@@ -683,6 +684,9 @@ pub struct VMNetwork {
     pub security_group_id: Option<Uuid>,
     /// Every security group attached to this NIC (skiff: a NIC may carry several).
     pub security_group_ids: Vec<Uuid>,
+    /// skiff: the VPC of a `vpc` NIC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<Uuid>,
 }
 
 listed!(VMNetworkList, VMNetwork);
@@ -1035,5 +1039,7 @@ pub struct AttachSecurityGroupRequest {
 
 mod snapshots;
 mod volumes;
+mod vpcs;
 pub use snapshots::*;
 pub use volumes::*;
+pub use vpcs::*;

@@ -132,7 +132,6 @@ pub async fn create(
     body: web::Json<CreateVMRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
-    let wants_vpc = b.vpc_id.is_some() || b.vpc_name.is_some() || b.vpc_cidr.is_some();
     let vm = state.services.create_vm(
         &who,
         project.as_deref(),
@@ -149,7 +148,9 @@ pub async fn create(
             backup_time: b.backup_time,
             backup_date: b.backup_date,
             tags: b.tags,
-            wants_vpc,
+            vpc_id: b.vpc_id,
+            vpc_name: b.vpc_name,
+            vpc_cidr: b.vpc_cidr,
             skip_public_ip: b.skip_public_ip,
             skip_vpc: b.skip_vpc,
         },
@@ -205,23 +206,22 @@ pub async fn delete(
     body: Option<web::Json<DeleteVMRequest>>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&id, "VM")?;
-    let action = match &body {
+    let (action, delete_vpc) = match &body {
         Some(b) => delete_options(b.volume_action.as_deref(), b.delete_vpc)?,
-        None => VolumeAction::Detach,
+        None => (VolumeAction::Detach, true),
     };
     let vm = state
         .services
-        .delete_vm(&who, project.as_deref(), &id, action)?;
+        .delete_vm(&who, project.as_deref(), &id, action, delete_vpc)?;
     Ok(done(format!("VM {} is being deleted", vm.name)))
 }
 
-/// What happens to the VM's volumes (`detach`, the default, keeps them). `delete_vpc`
-/// names VPCs, which skiff does not have yet: an explicit request to delete one is
-/// refused rather than silently taken as done.
+/// What happens to the VM's volumes (`detach`, the default, keeps them) and to its
+/// VPCs (`delete_vpc`, default true: each VPC the VM leaves empty goes with it).
 fn delete_options(
     volume_action: Option<&str>,
     delete_vpc: Option<bool>,
-) -> Result<VolumeAction, ApiError> {
+) -> Result<(VolumeAction, bool), ApiError> {
     let action = match volume_action {
         None | Some("detach") => VolumeAction::Detach,
         Some("delete") => VolumeAction::Delete,
@@ -231,12 +231,7 @@ fn delete_options(
             ))
         }
     };
-    if delete_vpc == Some(true) {
-        return Err(ApiError::bad_request(
-            "delete_vpc true: this host has no VPCs yet; leave it out or send false",
-        ));
-    }
-    Ok(action)
+    Ok((action, delete_vpc.unwrap_or(true)))
 }
 
 async fn power(
@@ -366,7 +361,8 @@ pub async fn networks(
     if kind.is_some_and(|k| !["public", "vpc", "ipv6"].contains(&k)) {
         return Err(ApiError::bad_request("type must be public, vpc or ipv6"));
     }
-    let vm = state.services.get_vm(&who, &id)?;
+    let s = &state.services;
+    let vm = s.get_vm(&who, &id)?;
     let first_public = vm.nics.iter().find(|n| n.kind == "public").map(|n| n.id);
     let data = vm
         .nics
@@ -375,7 +371,8 @@ pub async fn networks(
         .map(|n| VMNetwork {
             is_primary: Some(n.id) == first_public,
             nic_id: n.id,
-            network_name: n.network_name,
+            network_name: s.network_name(&n),
+            vpc_id: n.vpc_id,
             ip: n.ip,
             mac: n.mac,
             gateway: n.gateway,
@@ -620,10 +617,10 @@ pub async fn delete_bulk(
     ProjectHeader(project): ProjectHeader,
     body: web::Json<DeleteVMsBulkRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let action = delete_options(body.volume_action.as_deref(), body.delete_vpc)?;
+    let (action, delete_vpc) = delete_options(body.volume_action.as_deref(), body.delete_vpc)?;
     let results: Vec<BulkDeleteVMItemResult> = state
         .services
-        .delete_vms(&who, project.as_deref(), &body.ids, action)?
+        .delete_vms(&who, project.as_deref(), &body.ids, action, delete_vpc)?
         .into_iter()
         .map(|(id, r)| match r {
             Ok(vm) => BulkDeleteVMItemResult {

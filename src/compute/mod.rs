@@ -75,6 +75,8 @@ pub struct NicSpec {
     pub bridge: String,
     /// Host-side tap name (at most 15 bytes); libvirt creates it at every start.
     pub tap: String,
+    /// The tap's MTU, also offered to the guest's virtio driver (`host_mtu`).
+    pub mtu: Option<u32>,
 }
 
 /// Everything a domain is made of; the service builds it from a VM record.

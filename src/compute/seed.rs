@@ -15,6 +15,8 @@ pub struct GuestNic {
     /// CIDR notation, e.g. `203.0.113.10/24`.
     pub addresses: Vec<String>,
     pub gateway: Option<String>,
+    /// The link MTU (a VPC's); `None` leaves the driver's.
+    pub mtu: Option<u32>,
 }
 
 /// What the guest learns at boot.
@@ -85,6 +87,9 @@ pub fn network_config(c: &GuestConfig) -> String {
         }
         if let Some(gw) = &nic.gateway {
             n.push_str(&format!("    gateway4: {}\n", q(gw)));
+        }
+        if let Some(mtu) = nic.mtu {
+            n.push_str(&format!("    mtu: {mtu}\n"));
         }
         if !c.nameservers.is_empty() {
             let list: Vec<String> = c.nameservers.iter().map(|s| q(s)).collect();
@@ -157,6 +162,7 @@ mod tests {
                 mac: "52:54:00:00:00:01".into(),
                 addresses: vec!["203.0.113.10/24".into()],
                 gateway: Some("203.0.113.1".into()),
+                mtu: None,
             }],
             nameservers: vec!["192.0.2.53".into()],
         }
@@ -180,6 +186,22 @@ mod tests {
         assert!(n.contains("macaddress: \"52:54:00:00:00:01\""));
         assert!(n.contains("      - \"203.0.113.10/24\"\n"));
         assert!(n.contains("gateway4: \"203.0.113.1\""));
+        assert!(!n.contains("mtu"));
+        // A VPC NIC beside it: its own address and MTU, no second default route.
+        let mut c = cfg();
+        c.nics.push(GuestNic {
+            mac: "52:54:00:00:00:02".into(),
+            addresses: vec!["10.0.1.2/24".into()],
+            gateway: None,
+            mtu: Some(1450),
+        });
+        let n = network_config(&c);
+        let eth1 = n.split("  eth1:").nth(1).unwrap();
+        assert!(
+            eth1.contains("      - \"10.0.1.2/24\"\n    mtu: 1450\n"),
+            "{n}"
+        );
+        assert_eq!(n.matches("gateway4").count(), 1, "{n}");
     }
 
     #[test]

@@ -69,9 +69,13 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
         );
     }
     for nic in &spec.nics {
+        let mtu = nic
+            .mtu
+            .map(|m| format!("\n      <mtu size='{m}'/>"))
+            .unwrap_or_default();
         let _ = writeln!(
             x,
-            "    <interface type='bridge'>\n      <mac address='{}'/>\n      <source bridge='{}'/>\n      <target dev='{}'/>\n      <model type='virtio'/>\n    </interface>",
+            "    <interface type='bridge'>\n      <mac address='{}'/>\n      <source bridge='{}'/>\n      <target dev='{}'/>\n      <model type='virtio'/>{mtu}\n    </interface>",
             esc(&nic.mac),
             esc(&nic.bridge),
             esc(&nic.tap)
@@ -185,6 +189,7 @@ mod tests {
                 mac: "52:54:00:00:00:01".into(),
                 bridge: "br-pub".into(),
                 tap: "sk-1".into(),
+                mtu: Some(1450),
             }],
             volumes: vec![VolumeDisk {
                 path: PathBuf::from("/var/lib/skiff/volumes/7.qcow2"),
@@ -210,7 +215,9 @@ mod tests {
         assert!(x.contains("<format type='qcow2'/>"));
         assert!(x.contains("<driver name='qemu' type='raw'/>\n      <source file='/var/lib/skiff/vms/x/seed.img'/>\n      <backingStore/>"));
         assert!(x.contains("<source bridge='br-pub'/>"));
-        assert!(x.contains("<target dev='sk-1'/>"));
+        assert!(x.contains(
+            "<target dev='sk-1'/>\n      <model type='virtio'/>\n      <mtu size='1450'/>"
+        ));
         assert!(x.contains("<log file='/var/lib/skiff/vms/x/console.log' append='on'/>"));
         assert!(!x.contains("host-passthrough"));
         assert!(x.contains("<source file='/var/lib/skiff/volumes/7.qcow2'/>\n      <backingStore/>\n      <target dev='vdc' bus='virtio'/>\n      <serial>skiff-vol-7</serial>"));

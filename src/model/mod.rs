@@ -11,6 +11,7 @@ mod ssh_key;
 mod template;
 mod vm;
 mod volume;
+mod vpc;
 
 pub use account::{Account, User};
 pub use api_key::{ApiKey, ProjectAccess, RateLimitTier};
@@ -23,6 +24,7 @@ pub use ssh_key::SshKey;
 pub use template::{ImageOwner, SaveSource, Template};
 pub use vm::{IpLease, Nic, Vm, VmNote, VmStatus, VmTag};
 pub use volume::{Volume, VolumeStatus};
+pub use vpc::{Vpc, VpcStatus};
 
 /// Timestamps are UTC, serialised as RFC 3339.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

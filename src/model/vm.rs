@@ -90,7 +90,7 @@ impl Record for VmNote {
 pub struct Nic {
     /// The contract's integer `nic_id`, from a store counter.
     pub id: u64,
-    /// `public` (the only kind so far; `vpc` comes with VPCs).
+    /// `public` or `vpc`.
     pub kind: String,
     pub network_name: String,
     pub mac: String,
@@ -102,6 +102,27 @@ pub struct Nic {
     /// Attached security groups; their rules' union applies to the NIC.
     #[serde(default)]
     pub security_groups: Vec<Uuid>,
+    /// The VPC of a `vpc` NIC.
+    #[serde(default)]
+    pub vpc_id: Option<Uuid>,
+    /// The link MTU the guest is told (VPC NICs); `None` leaves the default.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+impl Nic {
+    /// The lease pool its address comes from.
+    pub fn pool(&self) -> String {
+        match &self.vpc_id {
+            Some(v) => format!("vpc:{v}"),
+            None => "public".into(),
+        }
+    }
+
+    /// The key of its address lease.
+    pub fn lease_key(&self) -> Vec<u8> {
+        format!("{}/{}", self.pool(), self.ip).into_bytes()
+    }
 }
 
 /// A virtual machine.

@@ -54,6 +54,15 @@ pub struct VpcSpec {
     pub mtu: u32,
 }
 
+/// `r`, with "it is there already" taken as done: a guest's start and the VPC's own
+/// job may make the same object at once.
+fn made(r: Result<String, NetworkError>) -> Result<(), NetworkError> {
+    match r {
+        Err(NetworkError::Host { reason, .. }) if reason.contains("File exists") => Ok(()),
+        r => r.map(drop),
+    }
+}
+
 fn link_exists(name: &str) -> bool {
     run_ip(&["link", "show", "dev", name]).is_ok()
 }
@@ -91,7 +100,7 @@ pub fn create_step(spec: &VpcSpec, step: Step) -> Result<(), NetworkError> {
             if !link_exists(&br) {
                 // Bridged frames must not pass the host's netfilter (bridge-nf-call is
                 // on by default): VPCs with one CIDR would share conntrack tuples.
-                run_ip(&[
+                made(run_ip(&[
                     "link",
                     "add",
                     &br,
@@ -105,7 +114,7 @@ pub fn create_step(spec: &VpcSpec, step: Step) -> Result<(), NetworkError> {
                     "0",
                     "nf_call_arptables",
                     "0",
-                ])?;
+                ]))?;
             }
             // No address of the host's, not even a link-local one.
             run_ip(&[
@@ -122,14 +131,14 @@ pub fn create_step(spec: &VpcSpec, step: Step) -> Result<(), NetworkError> {
         }
         Step::Netns => {
             if !netns_exists(&n.netns()) {
-                run_ip(&["netns", "add", &n.netns()])?;
+                made(run_ip(&["netns", "add", &n.netns()]))?;
             }
             run_ip(&["-n", &n.netns(), "link", "set", "lo", "up"]).map(drop)
         }
         Step::Veth => {
             let v = n.veth();
             if !link_exists(&v) {
-                run_ip(&[
+                made(run_ip(&[
                     "link",
                     "add",
                     &v,
@@ -144,7 +153,7 @@ pub fn create_step(spec: &VpcSpec, step: Step) -> Result<(), NetworkError> {
                     &mtu,
                     "netns",
                     &n.netns(),
-                ])?;
+                ]))?;
             }
             run_ip(&["link", "set", "dev", &v, "addrgenmode", "none"]).map(drop)
         }

@@ -98,17 +98,26 @@ pub(crate) fn resolve(rule: &SgRule, members: &HashMap<Uuid, Vec<IpAddr>>) -> Ve
 pub(crate) fn policies(vms: &[Vm], groups: &[SecurityGroup]) -> Vec<(String, NicPolicy)> {
     let groups: HashMap<Uuid, &SecurityGroup> = groups.iter().map(|g| (g.id, g)).collect();
     // A VM being deleted is no member any more: its address may soon be someone else's.
-    let mut members: HashMap<Uuid, Vec<IpAddr>> = HashMap::new();
+    // Members are per network (the public pool, each VPC): a remote group on a NIC
+    // means that group's addresses on the NIC's own network, since another VPC may
+    // hold the same address.
+    let mut members: HashMap<String, HashMap<Uuid, Vec<IpAddr>>> = HashMap::new();
     for vm in vms.iter().filter(|v| !v.deleting) {
         for nic in &vm.nics {
             let Ok(ip) = nic.ip.parse::<IpAddr>() else {
                 continue;
             };
             for g in &nic.security_groups {
-                members.entry(*g).or_default().push(ip);
+                members
+                    .entry(nic.pool())
+                    .or_default()
+                    .entry(*g)
+                    .or_default()
+                    .push(ip);
             }
         }
     }
+    let none = HashMap::new();
     let mut out = Vec::new();
     for vm in vms {
         for nic in &vm.nics {
@@ -131,7 +140,10 @@ pub(crate) fn policies(vms: &[Vm], groups: &[SecurityGroup]) -> Vec<(String, Nic
                     addrs,
                     filtered: !nic.security_groups.is_empty(),
                     egress_restricted: rules.iter().any(|r| r.direction == SgDirection::Outbound),
-                    rules: rules.iter().flat_map(|r| resolve(r, &members)).collect(),
+                    rules: {
+                        let members = members.get(&nic.pool()).unwrap_or(&none);
+                        rules.iter().flat_map(|r| resolve(r, members)).collect()
+                    },
                 },
             ));
         }
@@ -194,5 +206,101 @@ impl Reconcile for FirewallReconciler {
                 .collect()),
             None => Ok(vec![]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{now, Nic, SgProtocol, VmStatus};
+
+    fn vm(nics: Vec<Nic>) -> Vm {
+        Vm {
+            id: Uuid::new_v4(),
+            account_id: Uuid::nil(),
+            project_id: Uuid::nil(),
+            name: "v".into(),
+            status: VmStatus::Active,
+            pricing_id: 1,
+            vcpus: 1,
+            ram_gib: 1,
+            storage_gib: 1,
+            added_storage_gib: 0,
+            template_id: Uuid::nil(),
+            template_name: String::new(),
+            template_version: String::new(),
+            region: "us-east".into(),
+            ssh_keys: vec![],
+            password_hash: None,
+            instance_id: String::new(),
+            nics,
+            tags: vec![],
+            deleting: false,
+            created_by: None,
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+
+    fn nic(id: u64, ip: &str, vpc: Option<Uuid>, groups: Vec<Uuid>) -> Nic {
+        Nic {
+            id,
+            kind: if vpc.is_some() { "vpc" } else { "public" }.into(),
+            network_name: String::new(),
+            mac: crate::network::nic_mac(id),
+            ip: ip.into(),
+            prefix: 24,
+            gateway: String::new(),
+            bridge: String::new(),
+            tap: format!("t{id}"),
+            security_groups: groups,
+            vpc_id: vpc,
+            mtu: None,
+        }
+    }
+
+    #[test]
+    fn remote_groups_resolve_within_the_nics_own_network() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let member = Uuid::new_v4();
+        let guarded = SecurityGroup {
+            id: Uuid::new_v4(),
+            account_id: Uuid::nil(),
+            project_id: Uuid::nil(),
+            name: "g".into(),
+            description: String::new(),
+            rules: vec![SgRule {
+                id: 1,
+                direction: SgDirection::Inbound,
+                family: None,
+                protocol: SgProtocol::Tcp,
+                ports: Some((80, 80)),
+                icmp_type: None,
+                remote: SgRemote::Group(member),
+            }],
+            created_at: now(),
+            updated_at: now(),
+        };
+        let vms = vec![
+            vm(vec![nic(1, "10.0.0.5", Some(a), vec![member])]),
+            // Same group, another VPC: its address means nothing in VPC a.
+            vm(vec![nic(2, "10.0.0.6", Some(b), vec![member])]),
+            vm(vec![nic(3, "203.0.113.7", None, vec![member])]),
+            vm(vec![nic(4, "10.0.0.9", Some(a), vec![guarded.id])]),
+        ];
+        let member_group = SecurityGroup {
+            id: member,
+            rules: vec![],
+            ..guarded.clone()
+        };
+        let p = policies(&vms, &[guarded, member_group]);
+        let (_, pol) = p.iter().find(|(tap, _)| tap == "t4").unwrap();
+        let remotes: Vec<String> = pol
+            .rules
+            .iter()
+            .flat_map(|r| r.remotes.iter().map(|x| format!("{x:?}")))
+            .collect();
+        assert_eq!(remotes.len(), 1, "{remotes:?}");
+        assert!(remotes[0].contains("10.0.0.5"), "{remotes:?}");
     }
 }

@@ -30,6 +30,8 @@ mod vms;
 mod volume_jobs;
 mod volume_reconcile;
 mod volumes;
+mod vpc_jobs;
+mod vpcs;
 
 pub use api_keys::{ApiKeyChange, NewApiKey, WithSecret};
 pub use authz::Principal;
@@ -50,6 +52,8 @@ pub use vm_reconcile::VmReconciler;
 pub use vms::{generate_password as new_vm_password, NewVm, PowerAction, VolumeAction};
 pub use volume_reconcile::VolumeReconciler;
 pub use volumes::NewVolume;
+pub use vpc_jobs::VpcReconciler;
+pub use vpcs::{host_range, total_ips, CidrSuggestions, NewVpc, VpcDetail};
 
 use std::sync::Arc;
 
@@ -58,7 +62,7 @@ use crate::config::{CatalogConfig, Config, PublicNetworkConfig};
 use crate::jobs::{DiagSteps, JobEngine, JobError, JobHandler};
 use crate::model::{
     Account, ApiKey, Backup, BackupChain, BackupSchedule, IpLease, Project, SecurityGroup,
-    Snapshot, SshKey, Template, User, Vm, VmNote, Volume,
+    Snapshot, SshKey, Template, User, Vm, VmNote, Volume, Vpc,
 };
 use crate::store::{Store, StoreError, Table};
 
@@ -176,6 +180,9 @@ struct Inner {
     groups: Table<SecurityGroup>,
     volumes: Table<Volume>,
     snapshots: Table<Snapshot>,
+    vpcs: Table<Vpc>,
+    /// VPCs' host objects; `None` when compute is off (VPC calls answer 503).
+    net_host: Option<Arc<vpc_jobs::NetHost>>,
     /// The security-group data plane; `None` when compute is off or it cannot load
     /// (then `firewall_down` says why).
     firewall: Option<Arc<firewall::FirewallHost>>,
@@ -224,6 +231,7 @@ impl Services {
         };
         let mut backup_host = None;
         let mut vm_host = None;
+        let mut net_host = None;
         let (firewall, firewall_down) = match (&hypervisor, cfg.network.firewall.enabled) {
             (None, _) => (None, Some("compute is off".to_string())),
             (Some(_), false) => (None, Some("[network.firewall] enabled = false".to_string())),
@@ -256,7 +264,13 @@ impl Services {
             }
         };
         if let (Some(hv), Some(access)) = (&hypervisor, qemu_access) {
+            let nh = Arc::new(vpc_jobs::NetHost {
+                vpcs: store.table()?,
+                prefix: cfg.network.tap_prefix.clone(),
+                mtu: cfg.network.vpc.mtu,
+            });
             let host = Arc::new(vm_jobs::VmHost {
+                net: nh.clone(),
                 vms: store.table()?,
                 leases: store.table()?,
                 volumes: store.table()?,
@@ -293,6 +307,13 @@ impl Services {
             }
             handlers.push(Arc::new(image_jobs::ImageJob { host: host.clone() }));
             vm_host = Some(host);
+            for kind in vpc_jobs::KINDS {
+                handlers.push(Arc::new(vpc_jobs::VpcJob {
+                    kind,
+                    host: nh.clone(),
+                }));
+            }
+            net_host = Some(nh);
         }
         match crate::backup::Repo::open(&cfg.backup_dir()) {
             Ok(repo) => {
@@ -337,6 +358,8 @@ impl Services {
                 groups: store.table()?,
                 volumes: store.table()?,
                 snapshots: store.table()?,
+                vpcs: store.table()?,
+                net_host,
                 firewall,
                 firewall_down,
                 firewall_disabled: !cfg.network.firewall.enabled,

@@ -39,6 +39,8 @@ pub(crate) struct VmHost {
     pub firewall_disabled: bool,
     /// How QEMU reaches the VM's directory.
     pub access: crate::compute::access::QemuAccess,
+    /// VPCs' host objects: a VPC NIC's bridge is made sure of before every start.
+    pub net: Arc<super::vpc_jobs::NetHost>,
 }
 
 pub(crate) const KINDS: &[&str] = &[
@@ -82,7 +84,8 @@ impl JobHandler for VmJob {
             "vm.reboot_hard" => h.reboot(&id, true),
             "vm.delete" => {
                 let delete_volumes = ctx.params()["volume_action"].as_str() == Some("delete");
-                return h.delete(&id, delete_volumes);
+                let delete_vpc = ctx.params()["delete_vpc"].as_bool() == Some(true);
+                return h.delete(&id, delete_volumes, delete_vpc);
             }
             "vm.reconfigure" => h.reconfigure(&id),
             "vm.reset_password" => h.reset_password(&id),
@@ -171,6 +174,7 @@ impl VmHost {
                     mac: n.mac.clone(),
                     bridge: n.bridge.clone(),
                     tap: n.tap.clone(),
+                    mtu: n.mtu,
                 })
                 .collect(),
             volumes: self.volume_disks(&vm.id)?,
@@ -211,6 +215,13 @@ impl VmHost {
     }
 
     fn guest_config(&self, vm: &Vm) -> GuestConfig {
+        // One default route: the public NIC's, or a VPC-only VM's VPC router.
+        let primary = vm
+            .nics
+            .iter()
+            .find(|n| n.kind == "public")
+            .or(vm.nics.first())
+            .map(|n| n.id);
         GuestConfig {
             instance_id: vm.instance_id.clone(),
             hostname: hostname_of(&vm.name),
@@ -222,7 +233,8 @@ impl VmHost {
                 .map(|n| GuestNic {
                     mac: n.mac.clone(),
                     addresses: vec![format!("{}/{}", n.ip, n.prefix)],
-                    gateway: Some(n.gateway.clone()),
+                    gateway: (Some(n.id) == primary).then(|| n.gateway.clone()),
+                    mtu: n.mtu,
                 })
                 .collect(),
             nameservers: self.nameservers.clone(),
@@ -339,6 +351,9 @@ impl VmHost {
     /// filtered, the domain is destroyed again and the boot fails.
     fn start_filtered(&self, vm: &Vm) -> Result<(), String> {
         let name = vm.domain_name();
+        for vpc in vm.nics.iter().filter_map(|n| n.vpc_id.as_ref()) {
+            self.net.ensure_vpc(vpc)?;
+        }
         let Some(fw) = &self.firewall else {
             if self.firewall_disabled {
                 return self.hv.start(&name).map_err(|e| e.to_string());
@@ -486,7 +501,7 @@ impl VmHost {
 
     /// Removes the domain, the VM's files and record; its volumes are detached (kept)
     /// or, with `delete_volumes`, deleted with it.
-    fn delete(&self, id: &Uuid, delete_volumes: bool) -> Result<(), String> {
+    fn delete(&self, id: &Uuid, delete_volumes: bool, delete_vpc: bool) -> Result<(), String> {
         let Some(vm) = self.vms.get(&uuid_key(id)).map_err(|e| e.to_string())? else {
             return Ok(());
         };
@@ -502,7 +517,7 @@ impl VmHost {
             Err(e) => return Err(format!("removing {}: {e}", dir.display())),
         }
         for nic in &vm.nics {
-            let key = format!("{}/{}", nic.kind, nic.ip).into_bytes();
+            let key = nic.lease_key();
             if let Some(lease) = self.leases.get(&key).map_err(|e| e.to_string())? {
                 if lease.vm_id == vm.id {
                     self.leases.delete(&key).map_err(|e| e.to_string())?;
@@ -512,6 +527,11 @@ impl VmHost {
         self.vms.delete(&uuid_key(id)).map_err(|e| e.to_string())?;
         if let Some(fw) = &self.firewall {
             fw.sync_logged();
+        }
+        if delete_vpc {
+            for vpc in vm.nics.iter().filter_map(|n| n.vpc_id.as_ref()) {
+                self.net.delete_if_empty(vpc, &self.leases)?;
+            }
         }
         Ok(())
     }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::vpcs::VpcJoin;
 use super::{check_name, invalid, sshkey, Page, Paged, Principal, ServiceError, Services};
 use crate::compute::Hypervisor;
 use crate::jobs::NewJob;
@@ -28,7 +29,9 @@ pub struct NewVm {
     /// Weekday of a weekly backup.
     pub backup_date: Option<String>,
     pub tags: Vec<String>,
-    pub wants_vpc: bool,
+    pub vpc_id: Option<Uuid>,
+    pub vpc_name: Option<String>,
+    pub vpc_cidr: Option<String>,
     pub skip_public_ip: bool,
     pub skip_vpc: bool,
 }
@@ -314,11 +317,26 @@ impl Services {
                 "skip_public_ip and skip_vpc together leave the VM without any network",
             ));
         }
-        if new.skip_public_ip || new.wants_vpc {
-            return Err(invalid(
-                "VPC networking is not available yet; create the VM with its public address",
-            ));
-        }
+        let join = match (
+            new.skip_vpc,
+            new.vpc_id,
+            new.vpc_name.clone(),
+            new.vpc_cidr.clone(),
+        ) {
+            (true, None, None, None) => None,
+            (true, ..) => {
+                return Err(invalid(
+                    "skip_vpc goes without vpc_id, vpc_name and vpc_cidr",
+                ))
+            }
+            (false, Some(id), None, None) => Some(VpcJoin::Existing(id)),
+            (false, Some(_), ..) => {
+                return Err(invalid("give vpc_id, or vpc_name with vpc_cidr, not both"))
+            }
+            (false, None, Some(name), Some(cidr)) => Some(VpcJoin::New { name, cidr }),
+            (false, None, None, None) => Some(VpcJoin::Auto),
+            (false, None, ..) => return Err(invalid("vpc_name and vpc_cidr go together")),
+        };
         if new.extra_storage < 0 || new.extra_storage > 10_000 {
             return Err(invalid("extra_storage must be 0 to 10000 GB"));
         }
@@ -369,7 +387,7 @@ impl Services {
                 vcpus: plan.vcpu.max(0) as u64,
                 memory_gib: plan.memory_gib.max(0) as u64,
                 disk_gib: (plan.ssd_gib + new.extra_storage).max(0) as u64,
-                public_ips: 1,
+                public_ips: u64::from(!new.skip_public_ip),
             },
             None,
         )?;
@@ -381,8 +399,64 @@ impl Services {
             )));
         }
         let id = Uuid::new_v4();
-        let nic_id = self.inner.store.next_id("nic")?;
-        let (ip, prefix, gateway) = self.lease_public_ip(id, nic_id)?;
+        // The VPC decision and the leases are taken together: a VPC delete sees the
+        // new member, and a refusal leaves nothing behind.
+        let _g = super::vpcs::VPC_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let planned = join
+            .map(|j| self.plan_vpc_join(who, &project.id, &name, &new.region, j))
+            .transpose()?;
+        let mut nics = Vec::new();
+        if !new.skip_public_ip {
+            let nic_id = self.inner.store.next_id("nic")?;
+            let (ip, prefix, gateway) = self.lease_public_ip(id, nic_id)?;
+            nics.push(Nic {
+                id: nic_id,
+                kind: "public".into(),
+                network_name: self.inner.public_net.bridge.clone(),
+                mac: self.unique_mac(nic_id)?,
+                ip,
+                prefix,
+                gateway,
+                bridge: self.inner.public_net.bridge.clone(),
+                tap: format!("{}{nic_id}", self.inner.tap_prefix),
+                security_groups: Vec::new(),
+                vpc_id: None,
+                mtu: None,
+            });
+        }
+        if let Some(plan) = planned {
+            let nic_id = self.inner.store.next_id("nic")?;
+            let joined = self
+                .join_vpc(who, &project.id, &new.region, plan, id, nic_id)
+                .and_then(|(vpc, ip, prefix)| {
+                    let (bridge, mtu) = self.vpc_link(&vpc)?;
+                    Ok(Nic {
+                        id: nic_id,
+                        kind: "vpc".into(),
+                        network_name: vpc.name.clone(),
+                        mac: self.unique_mac(nic_id)?,
+                        ip: ip.to_string(),
+                        prefix,
+                        gateway: vpc.gateway.clone(),
+                        bridge,
+                        tap: format!("{}{nic_id}", self.inner.tap_prefix),
+                        security_groups: Vec::new(),
+                        vpc_id: Some(vpc.id),
+                        mtu: Some(mtu),
+                    })
+                });
+            match joined {
+                Ok(nic) => nics.push(nic),
+                Err(e) => {
+                    for n in &nics {
+                        self.inner.leases.delete(&n.lease_key())?;
+                    }
+                    return Err(e);
+                }
+            }
+        }
         let t = now();
         let vm = Vm {
             id,
@@ -402,18 +476,7 @@ impl Services {
             ssh_keys,
             password_hash,
             instance_id: Uuid::new_v4().to_string(),
-            nics: vec![Nic {
-                id: nic_id,
-                kind: "public".into(),
-                network_name: self.inner.public_net.bridge.clone(),
-                mac: self.unique_mac(nic_id)?,
-                ip,
-                prefix,
-                gateway,
-                bridge: self.inner.public_net.bridge.clone(),
-                tap: format!("{}{nic_id}", self.inner.tap_prefix),
-                security_groups: Vec::new(),
-            }],
+            nics,
             tags,
             deleting: false,
             created_by: who.user_id,
@@ -421,6 +484,7 @@ impl Services {
             updated_at: t,
         };
         self.inner.vms.create(&vm)?;
+        drop(_g);
         if let Some((kind, time, minute, day, keep)) = schedule {
             self.add_schedule(&vm, who.user_id, kind, time, minute, day, keep)?;
         }
@@ -469,8 +533,12 @@ impl Services {
         header: Option<&str>,
         id: &Uuid,
         volumes: VolumeAction,
+        delete_vpc: bool,
     ) -> Result<Vm, ServiceError> {
         let vm = self.vm_in_scope(who, header, id, "vm.delete")?;
+        if delete_vpc && vm.nics.iter().any(|n| n.vpc_id.is_some()) {
+            who.require_in(&vm.project_id, "vpc.delete")?;
+        }
         self.hypervisor()?;
         if volumes == VolumeAction::Delete
             && self
@@ -507,7 +575,7 @@ impl Services {
         self.submit_vm_job_with(
             &vm,
             "vm.delete",
-            serde_json::json!({ "volume_action": action }),
+            serde_json::json!({ "volume_action": action, "delete_vpc": delete_vpc }),
         )?;
         Ok(vm)
     }
@@ -521,6 +589,7 @@ impl Services {
         header: Option<&str>,
         ids: &[Uuid],
         volumes: VolumeAction,
+        delete_vpc: bool,
     ) -> Result<Vec<(Uuid, Result<Vm, ServiceError>)>, ServiceError> {
         if header.is_none() {
             return Err(ServiceError::ProjectRequired);
@@ -530,7 +599,7 @@ impl Services {
         }
         Ok(ids
             .iter()
-            .map(|id| (*id, self.delete_vm(who, header, id, volumes)))
+            .map(|id| (*id, self.delete_vm(who, header, id, volumes, delete_vpc)))
             .collect())
     }
 

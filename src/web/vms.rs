@@ -325,9 +325,11 @@ pub async fn create(p: Posted) -> Result<HttpResponse, WebError> {
         backup_time: (v.backup != "none").then(|| v.backup_time.clone()),
         backup_date: (v.backup == "weekly").then(|| v.backup_day.clone()),
         tags: vec![],
-        wants_vpc: false,
+        vpc_id: None,
+        vpc_name: None,
+        vpc_cidr: None,
         skip_public_ip: !v.public_ip,
-        skip_vpc: true,
+        skip_vpc: v.public_ip,
     };
     match p
         .ctx
@@ -597,7 +599,7 @@ pub async fn delete(p: Posted, id: web::Path<String>) -> Result<HttpResponse, We
     let r = p
         .ctx
         .call(move |s, who, scope| {
-            s.delete_vm(who, scope, &id, crate::service::VolumeAction::Detach)
+            s.delete_vm(who, scope, &id, crate::service::VolumeAction::Detach, true)
         })
         .await
         .map(|vm| format!("VM {} is being deleted", vm.name));

@@ -259,3 +259,24 @@ fn strip_telnet(raw: &[u8]) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Removes the VPC router namespaces a server with tap prefix `.0` made (netns names
+/// are host-wide; the bridges and veths go with the test namespace).
+#[allow(dead_code)]
+pub struct VpcGuard(pub &'static str);
+
+impl Drop for VpcGuard {
+    fn drop(&mut self) {
+        let prefix = format!("skiff-vpc-{}-", self.0);
+        for n in std::fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = n.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) {
+                let _ = Command::new("ip").args(["netns", "del", &name]).status();
+            }
+        }
+    }
+}

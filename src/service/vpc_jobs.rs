@@ -1,0 +1,259 @@
+//! The jobs that make and remove a VPC's host objects (`network::vpc`), and the
+//! reconciler that keeps the kernel in line with the records. The record is written
+//! before its objects and deleted after them, so a crash never leaves objects without
+//! a record; every step is safe to repeat.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::jobs::{JobContext, JobHandler, Reconcile};
+use crate::model::{now, uuid_key, Vpc, VpcStatus};
+use crate::network::vpc::{self, VpcNet, VpcSpec};
+use crate::network::Cidr;
+use crate::store::{StoreError, Table};
+
+use super::Services;
+
+pub(crate) const KINDS: &[&str] = &["vpc.create", "vpc.delete"];
+
+/// What the VPC jobs need of the host.
+pub(crate) struct NetHost {
+    pub vpcs: Table<Vpc>,
+    /// Names every host object (`network::vpc::VpcNet`).
+    pub prefix: String,
+    pub mtu: u32,
+}
+
+impl NetHost {
+    pub fn net(&self, v: &Vpc) -> VpcNet {
+        VpcNet {
+            prefix: self.prefix.clone(),
+            seq: v.seq,
+        }
+    }
+
+    fn spec(&self, v: &Vpc) -> Result<VpcSpec, String> {
+        let c = Cidr::parse(&v.cidr).map_err(|e| e.to_string())?;
+        Ok(VpcSpec {
+            net: self.net(v),
+            gateway: c.first_host(),
+            prefix_len: c.prefix,
+            mtu: self.mtu,
+        })
+    }
+
+    /// Makes sure VPC `id`'s objects exist before a guest's tap joins its bridge
+    /// (the VPC's own create job may not have run yet, or the host rebooted).
+    pub fn ensure_vpc(&self, id: &uuid::Uuid) -> Result<(), String> {
+        match self.vpc(id)? {
+            Some(v) if v.status != VpcStatus::Deleting => vpc::ensure(&self.spec(&v)?)
+                .map_err(|e| format!("the VPC {}'s network: {e}", v.name)),
+            _ => Err(format!("VPC {id} is gone or going")),
+        }
+    }
+
+    /// Deletes VPC `id` when no address of it is leased and no job owns it (a VM's
+    /// delete with `delete_vpc`): its objects first, then the record.
+    pub fn delete_if_empty(
+        &self,
+        id: &uuid::Uuid,
+        leases: &Table<crate::model::IpLease>,
+    ) -> Result<(), String> {
+        let _g = super::vpcs::VPC_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(v) = self.vpc(id)? else {
+            return Ok(());
+        };
+        let pool = v.pool();
+        let members = leases
+            .all()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter(|l| l.pool == pool)
+            .count();
+        if members > 0 || v.pending.is_some() {
+            return Ok(());
+        }
+        self.vpcs
+            .update::<StoreError>(&uuid_key(id), |v| {
+                v.status = VpcStatus::Deleting;
+                v.pending = Some("delete".into());
+                v.updated_at = now();
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+        self.delete(id)
+    }
+
+    fn vpc(&self, id: &uuid::Uuid) -> Result<Option<Vpc>, String> {
+        self.vpcs.get(&uuid_key(id)).map_err(|e| e.to_string())
+    }
+
+    fn create(&self, id: &uuid::Uuid) -> Result<(), String> {
+        let Some(v) = self.vpc(id)? else {
+            return Ok(());
+        };
+        if v.pending.as_deref() != Some("create") {
+            return Ok(());
+        }
+        let made = self
+            .spec(&v)
+            .and_then(|spec| vpc::ensure(&spec).map_err(|e| e.to_string()));
+        if let Err(e) = &made {
+            // Nothing half-made stays behind a failed VPC.
+            if let Err(e2) = vpc::remove(&self.net(&v)) {
+                tracing::error!(vpc = %v.id, error = %e2, "removing a failed VPC's objects");
+            }
+            tracing::error!(vpc = %v.id, error = %e, "VPC create failed");
+        }
+        self.vpcs
+            .update::<StoreError>(&uuid_key(id), |v| {
+                match &made {
+                    Ok(()) => {
+                        v.status = VpcStatus::Active;
+                        v.error = None;
+                    }
+                    Err(e) => {
+                        v.status = VpcStatus::Failed;
+                        v.error = Some(e.clone());
+                    }
+                }
+                v.pending = None;
+                v.updated_at = now();
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+        made
+    }
+
+    fn delete(&self, id: &uuid::Uuid) -> Result<(), String> {
+        let Some(v) = self.vpc(id)? else {
+            return Ok(());
+        };
+        if v.pending.as_deref() != Some("delete") {
+            return Ok(());
+        }
+        vpc::remove(&self.net(&v)).map_err(|e| e.to_string())?;
+        self.vpcs.delete(&uuid_key(id)).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+pub(crate) struct VpcJob {
+    pub kind: &'static str,
+    pub host: std::sync::Arc<NetHost>,
+}
+
+impl JobHandler for VpcJob {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn resumable(&self) -> bool {
+        true
+    }
+
+    fn run(&self, ctx: &JobContext) -> Result<(), String> {
+        let id: uuid::Uuid = ctx.params()["vpc_id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or("job has no vpc_id")?;
+        match self.kind {
+            "vpc.create" => self.host.create(&id),
+            "vpc.delete" => self.host.delete(&id),
+            other => Err(format!("unknown VPC job {other}")),
+        }
+    }
+}
+
+/// Resubmits the job a VPC names when none runs (a crash between record and job);
+/// makes again what an active VPC lacks (all of it at the first pass: after a host
+/// reboot nothing is there); removes objects under skiff's prefix that no record
+/// names (they hold no tenant data: a bridge, a veth, an empty namespace).
+pub struct VpcReconciler {
+    services: Services,
+    first: AtomicBool,
+}
+
+impl VpcReconciler {
+    pub fn new(services: Services) -> Self {
+        VpcReconciler {
+            services,
+            first: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Reconcile for VpcReconciler {
+    fn name(&self) -> &'static str {
+        "vpcs"
+    }
+
+    fn reconcile(&self) -> Result<Vec<String>, String> {
+        let s = &self.services.inner;
+        let Some(host) = &s.net_host else {
+            return Ok(vec![]);
+        };
+        let e = |e: StoreError| e.to_string();
+        // The kernel first, the records second: a VPC recorded after the listing has
+        // no objects in it, so nothing of a VPC being made is taken for a stray.
+        let present = vpc::present(&host.prefix).map_err(|e| e.to_string())?;
+        let vpcs = s.vpcs.all().map_err(e)?;
+        let live: HashSet<String> = s
+            .jobs
+            .list()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|j| !j.status.is_final() && j.kind.starts_with("vpc."))
+            .filter_map(|j| j.params["vpc_id"].as_str().map(str::to_string))
+            .collect();
+        let first = self.first.swap(false, Ordering::SeqCst);
+        let mut drift = Vec::new();
+        for v in &vpcs {
+            if let Some(kind) = &v.pending {
+                if !live.contains(&v.id.to_string()) {
+                    self.services
+                        .submit_vpc_job(v, kind)
+                        .map_err(|e| e.to_string())?;
+                    drift.push(format!(
+                        "VPC {} was left with {kind} and no job; resubmitted it",
+                        v.id
+                    ));
+                }
+                continue;
+            }
+            if v.status == VpcStatus::Active && (first || !present.complete(v.seq)) {
+                let spec = host.spec(v)?;
+                let whole = present.complete(v.seq);
+                match vpc::ensure(&spec) {
+                    Ok(()) if !whole => {
+                        drift.push(format!("VPC {} lacked host objects; made them", v.id))
+                    }
+                    Ok(()) => {}
+                    Err(err) => drift.push(format!("VPC {}: {err}", v.id)),
+                }
+            }
+        }
+        let known: HashSet<u64> = vpcs.iter().map(|v| v.seq).collect();
+        for seq in present.any() {
+            if known.contains(&seq) {
+                continue;
+            }
+            let net = VpcNet {
+                prefix: host.prefix.clone(),
+                seq,
+            };
+            match vpc::remove(&net) {
+                Ok(()) => drift.push(format!(
+                    "removed {}, {} and {}: no VPC names them",
+                    net.bridge(),
+                    net.veth(),
+                    net.netns()
+                )),
+                Err(err) => drift.push(format!("stray VPC objects {seq}: {err}")),
+            }
+        }
+        Ok(drift)
+    }
+}
