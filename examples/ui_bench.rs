@@ -98,6 +98,7 @@ fn seed(db: &std::path::Path, account: Uuid, project: Uuid) -> (Uuid, Uuid) {
                 security_groups: vec![group_ids[i % 20]],
                 vpc_id: None,
                 mtu: None,
+                pending: None,
             }],
             tags: vec![VmTag {
                 id: Uuid::new_v4(),

@@ -12,6 +12,7 @@
 #   SKIFF-GUEST password-hash=HASH        (one per distinct passwd/password value)
 #   SKIFF-GUEST address=IFACE MAC CIDR    (one per configured address)
 #   SKIFF-GUEST instance-id=ID
+#   SKIFF-GUEST dhcp=IFACE CIDR           (a NIC without a seed address that got one by DHCP)
 #   SKIFF-GUEST ready                     (after "SKIFF-GUEST no-seed" if none found)
 # It then serves its hostname over HTTP on port 80, runs an UNAUTHENTICATED root shell
 # on telnet port 23 (test-only: lets tests originate traffic from inside the guest),
@@ -375,12 +376,48 @@ else
     [ -n "$iid" ] && out "instance-id=$iid"
 fi
 
+# NICs that appear later (hot-plugged) and have no address: DHCP on each, once.
+(
+    while :; do
+        for d in /sys/class/net/*; do
+            n=${d##*/}
+            [ "$n" = lo ] && continue
+            [ -e "/run/skiff-dhcp-$n" ] && continue
+            ip -4 addr show dev "$n" | grep -q inet && continue
+            : >"/run/skiff-dhcp-$n"
+            ip link set dev "$n" up
+            udhcpc -i "$n" -f -S -s /etc/skiff/udhcpc -t 10 -T 1 -A 3 >/dev/null 2>&1 &
+        done
+        sleep 1
+    done
+) &
+
 httpd -p 80 -h /www
 telnetd -p 23 -l /bin/sh
 acpid -l /var/log/acpid.log
 out ready
 EOF
-chmod 0755 $R/init $R/etc/skiff/rc $R/etc/acpi/PWRF/00000080
+
+# udhcpc's hook: the leased address, MTU and (for a NIC that routes) default route.
+cat >$R/etc/skiff/udhcpc <<'EOF'
+#!/bin/sh
+case "$1" in
+    bound | renew)
+        ip addr flush dev "$interface"
+        ip addr add "$ip/$mask" dev "$interface"
+        [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
+        for r in $router; do
+            ip route add default via "$r" dev "$interface" 2>/dev/null
+            break
+        done
+        echo "SKIFF-GUEST dhcp=$interface $ip/$mask" >/dev/console
+        ;;
+    deconfig)
+        ip addr flush dev "$interface"
+        ;;
+esac
+EOF
+chmod 0755 $R/init $R/etc/skiff/rc $R/etc/skiff/udhcpc $R/etc/acpi/PWRF/00000080
 
 (cd $R && find . | LC_ALL=C sort | /bin/busybox cpio -o -H newc -R 0:0 2>/dev/null) | gzip -9n >initrd.img
 

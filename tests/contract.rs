@@ -203,6 +203,7 @@ const DEPARTURES: &[Departure] = &[
     d("ST202", 400, "has host bits set", false),
     d("ST202", 400, "is not a block of the form", false),
     d("ST202", 400, "give name or description", false),
+    d("ST202", 400, "are attached to the VPC", false),
     d("ST103", 402, "quota exceeded: vpcs", false),
     d("ST202", 400, "public IP", false),
     d("ST202", 400, "extra_storage", false),

@@ -263,6 +263,117 @@ fn guests_in_a_vpc_reach_each_other_and_nothing_else() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(fetch(pa, vb), "vpc-b");
 
+    // Hot-plug: A and B join a second VPC while they run; the guests get the
+    // addresses by DHCP from the VPC's router (B the one asked for).
+    let r = s
+        .admin_call("POST", "/api/v1/vpcs")
+        .project(&p)
+        .json(json!({"name": "y", "cidr": "10.62.0.0/24"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let y = r.body["data"]["id"].as_str().unwrap().to_string();
+    let taps = || {
+        let o = std::process::Command::new("ip")
+            .args(["-o", "link", "show"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .filter(|n| {
+                n.strip_prefix(PREFIX)
+                    .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .count()
+    };
+    let taps_before = taps();
+    let attach = |vm: &str, body: Value| {
+        s.admin_call("POST", &format!("/api/v1/vms/{vm}/vpc"))
+            .project(&p)
+            .json(body)
+    };
+    let r = attach(&a, json!({"vpc_id": y}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = attach(&b, json!({"vpc_id": y, "ip": "10.62.0.50"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(taps(), taps_before + 2, "one tap per new NIC");
+    let in_y = |vm: &str| -> Value {
+        nics(&s, &key, vm)
+            .into_iter()
+            .find(|n| n["vpc_id"] == y.as_str())
+            .unwrap_or_else(|| panic!("{vm} has no NIC in y"))
+    };
+    let (ya, yb) = (in_y(&a), in_y(&b));
+    assert_eq!(ya["network_name"], "y");
+    assert_eq!(yb["ip"], "10.62.0.50");
+    let ya_ip = ya["ip"].as_str().unwrap().to_string();
+    for (via, want) in [(pa, &ya_ip), (pb, &"10.62.0.50".to_string())] {
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let addrs = guest_sh(via, "ip -o -4 addr show");
+            if addrs.contains(&format!("{want}/24")) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "the hot-plugged NIC never got {want} by DHCP: {addrs}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    assert!(
+        pings(pa, "10.62.0.50"),
+        "A cannot reach B over the hot-plugged NICs"
+    );
+    assert_eq!(fetch(pa, "10.62.0.50"), "vpc-b");
+    // Refusals: nothing changes.
+    let count = |vm: &str| nics(&s, &key, vm).len();
+    let (na, nb) = (count(&a), count(&b));
+    for (vm, body, why) in [
+        (&a, json!({"vpc_id": y}), "already"),
+        (&d, json!({"vpc_id": y, "ip": "10.62.0.50"}), "taken"),
+        (&d, json!({"vpc_id": y, "ip": "10.62.0.255"}), "is not one"),
+        (&d, json!({"vpc_id": y, "ip": "10.61.0.9"}), "is not one"),
+        (&d, json!({"vpc_id": y, "ip": "nonsense"}), "not an IPv4"),
+    ] {
+        assert!(attach(vm, body.clone()).error(400).contains(why), "{body}");
+    }
+    let foreign = of_type(&nics(&s, &other.api_key, &c), "vpc")[0]["vpc_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(attach(&a, json!({"vpc_id": foreign}))
+        .error(400)
+        .contains("no VPC"));
+    let detach = |vm: &str, nic: &str| {
+        s.admin_call("DELETE", &format!("/api/v1/vms/{vm}/vpc/{nic}"))
+            .project(&p)
+            .send()
+    };
+    detach(&a, "999999").error(404);
+    let public_a = of_type(&nics(&s, &key, &a), "public")[0]["nic_id"].to_string();
+    assert!(detach(&a, &public_a).error(400).contains("public NIC"));
+    let only_d = of_type(&nics(&s, &key, &d), "vpc")[0]["nic_id"].to_string();
+    assert!(detach(&d, &only_d).error(400).contains("last"));
+    assert_eq!((count(&a), count(&b)), (na, nb));
+    // Detach: the guest's device, the tap and the lease go; the VPC can go then.
+    for (vm, n, via) in [(&a, &ya, pa), (&b, &yb, pb)] {
+        let r = detach(vm, &n["nic_id"].to_string());
+        assert_eq!(r.status, 200, "{}", r.text);
+        let ip = n["ip"].as_str().unwrap();
+        assert!(!guest_sh(via, "ip -o -4 addr show").contains(&format!("{ip}/")));
+    }
+    assert_eq!(taps(), taps_before);
+    let r = s
+        .admin_call("GET", &format!("/api/v1/vpcs/{y}"))
+        .project(&p)
+        .send();
+    assert_eq!(r.body["data"]["leases"], json!([]), "{}", r.text);
+    let r = s
+        .admin_call("DELETE", &format!("/api/v1/vpcs/{y}"))
+        .project(&p)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+
     // The VPC lists its members; it is not deleted while they are there.
     let r = s
         .admin_call("GET", &format!("/api/v1/vpcs/{vpc}"))

@@ -143,6 +143,7 @@ impl utoipa::Modify for BodyResponses {
         snapshots::list, snapshots::create, snapshots::get, snapshots::delete,
         snapshots::restore, snapshots::rename,
         vpcs::list, vpcs::create, vpcs::cidr_suggestions, vpcs::get, vpcs::update, vpcs::delete,
+        vpcs::attach_vm, vpcs::detach_vm,
     ),
     modifiers(&SecurityAddon, &BodyResponses),
     security(("ApiKeyAuth" = [])),
@@ -310,6 +311,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
                     .route(web::get().to(volumes::get))
                     .route(web::patch().to(volumes::resize))
                     .route(web::delete().to(volumes::delete)),
+            )
+            .service(res("/vms/{id}/vpc", "POST").route(web::post().to(vpcs::attach_vm)))
+            .service(
+                res("/vms/{id}/vpc/{nic_id}", "DELETE").route(web::delete().to(vpcs::detach_vm)),
             )
             .service(
                 res("/vpcs", "GET, POST")

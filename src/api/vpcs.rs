@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
 use super::error::ApiError;
-use super::extract::{optional_uuid, Caller, ProjectHeader};
+use super::extract::{optional_uuid, path_uuid, Caller, ProjectHeader};
 use super::security_groups::off_worker;
 use super::types::{self, *};
 use super::volumes::wait_for_job;
@@ -257,4 +257,73 @@ pub async fn delete(
     let (v, job) = off_worker(move || s.delete_vpc(&who, project.as_deref(), &id)).await?;
     wait_for_job(&state.services, &caller, job).await?;
     Ok(super::vms::done(format!("VPC {} deleted", v.name)))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/vms/{id}/vpc", tag = "Networking", operation_id = "attachVMToVPC",
+    params(
+        ("id" = uuid::Uuid, Path, description = "VM ID (UUID)"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The VM's project"),
+    ),
+    request_body = AttachVpcRequest,
+    responses(
+        (status = 200, description = "The VM has a NIC in the VPC (a running guest gets its address by DHCP)", body = SuccessResponse),
+        (status = 400, description = "No such VPC in the project, in it already, an address not free, too many NICs, or the VM is busy", body = Error),
+        (status = 401, description = "Authentication required", body = Error),
+        (status = 404, description = "Resource not found", body = Error),
+        (status = 409, description = "Another NIC change is under way, or the host could not plug the NIC in", body = Error),
+        (status = 503, description = "VMs cannot run on this host now", body = Error),
+    )
+)]
+pub async fn attach_vm(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    ProjectHeader(project): ProjectHeader,
+    id: web::Path<String>,
+    body: web::Json<AttachVpcRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let vm = path_uuid(&id, "VM")?;
+    let b = body.into_inner();
+    let s = state.services.clone();
+    let caller = who.clone();
+    let job =
+        off_worker(move || s.attach_vpc(&who, project.as_deref(), &vm, &b.vpc_id, b.ip.as_deref()))
+            .await?;
+    wait_for_job(&state.services, &caller, job).await?;
+    Ok(super::vms::done("the VM is attached to the VPC".into()))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/vms/{id}/vpc/{nic_id}", tag = "Networking", operation_id = "detachVMFromVPC",
+    params(
+        ("id" = uuid::Uuid, Path, description = "VM ID (UUID)"),
+        ("nic_id" = u64, Path, description = "The NIC, from GET /api/v1/vms/{id}/networks"),
+        ("X-Project-ID" = uuid::Uuid, Header, description = "The VM's project"),
+    ),
+    responses(
+        (status = 200, description = "The NIC is gone", body = SuccessResponse),
+        (status = 400, description = "X-Project-ID missing, a public NIC, the VM's last NIC, or the VM is busy", body = Error),
+        (status = 401, description = "Authentication required", body = Error),
+        (status = 404, description = "Resource not found", body = Error),
+        (status = 409, description = "Another NIC change is under way, or the guest did not let go", body = Error),
+        (status = 503, description = "VMs cannot run on this host now", body = Error),
+    )
+)]
+pub async fn detach_vm(
+    state: web::Data<AppState>,
+    Caller(who): Caller,
+    ProjectHeader(project): ProjectHeader,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, nic) = path.into_inner();
+    let vm = path_uuid(&id, "VM")?;
+    let nic: u64 = nic
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "NIC not found"))?;
+    let s = state.services.clone();
+    let caller = who.clone();
+    let job = off_worker(move || s.detach_vpc(&who, project.as_deref(), &vm, nic)).await?;
+    wait_for_job(&state.services, &caller, job).await?;
+    Ok(super::vms::done(format!("NIC {nic} is detached")))
 }

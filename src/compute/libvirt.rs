@@ -9,8 +9,8 @@ use virt::sys;
 use std::ffi::{CStr, CString};
 
 use super::{
-    xml, Accel, BackupProgress, ComputeError, DiskBackup, DomainSpec, Hypervisor, PowerState,
-    VolumeDisk,
+    xml, Accel, BackupProgress, ComputeError, DiskBackup, DomainSpec, Hypervisor, NicSpec,
+    PowerState, VolumeDisk,
 };
 
 pub struct Libvirt {
@@ -253,6 +253,50 @@ impl Hypervisor for Libvirt {
         }
         let x = d.xml_desc(0).map_err(fail("xml_desc"))?;
         Ok(Some(xml::disk_targets(&x)))
+    }
+
+    fn suspend(&self, name: &str) -> Result<(), ComputeError> {
+        self.existing(name)?
+            .suspend()
+            .map(|_| ())
+            .map_err(fail("suspend"))
+    }
+
+    fn attach_nic(&self, name: &str, nic: &NicSpec) -> Result<(), ComputeError> {
+        let d = self.existing(name)?;
+        let x = cstring(&xml::interface_xml(nic))?;
+        // SAFETY: as in attach_disk.
+        let rc = unsafe {
+            sys::virDomainAttachDeviceFlags(d.as_ptr(), x.as_ptr(), sys::VIR_DOMAIN_AFFECT_LIVE)
+        };
+        if rc < 0 {
+            return Err(last_error("attach NIC"));
+        }
+        Ok(())
+    }
+
+    fn detach_nic(&self, name: &str, nic: &NicSpec) -> Result<(), ComputeError> {
+        let d = self.existing(name)?;
+        let x = cstring(&xml::interface_xml(nic))?;
+        // SAFETY: as in attach_disk.
+        let rc = unsafe {
+            sys::virDomainDetachDeviceFlags(d.as_ptr(), x.as_ptr(), sys::VIR_DOMAIN_AFFECT_LIVE)
+        };
+        if rc < 0 {
+            return Err(last_error("detach NIC"));
+        }
+        Ok(())
+    }
+
+    fn live_macs(&self, name: &str) -> Result<Option<Vec<String>>, ComputeError> {
+        let Some(d) = self.domain(name)? else {
+            return Ok(None);
+        };
+        if !d.is_active().map_err(fail("is_active"))? {
+            return Ok(None);
+        }
+        let x = d.xml_desc(0).map_err(fail("xml_desc"))?;
+        Ok(Some(xml::interface_macs(&x)))
     }
 
     fn block_resize(&self, name: &str, target: &str, bytes: u64) -> Result<(), ComputeError> {

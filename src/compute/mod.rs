@@ -191,6 +191,15 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn detach_disk(&self, name: &str, disk: &VolumeDisk) -> Result<(), ComputeError>;
     /// Target devices of the running domain's disks; `None` when it is not running.
     fn live_disks(&self, name: &str) -> Result<Option<Vec<String>>, ComputeError>;
+    /// Pauses a running guest's CPUs (`resume` lets it go on).
+    fn suspend(&self, name: &str) -> Result<(), ComputeError>;
+    /// Plugs a NIC into the running domain (the definition is `define`'s).
+    fn attach_nic(&self, name: &str, nic: &NicSpec) -> Result<(), ComputeError>;
+    /// Asks the running guest to let go of a NIC; it is gone once `live_macs` stops
+    /// listing it.
+    fn detach_nic(&self, name: &str, nic: &NicSpec) -> Result<(), ComputeError>;
+    /// The MACs of the running domain's NICs; `None` when it does not run.
+    fn live_macs(&self, name: &str) -> Result<Option<Vec<String>>, ComputeError>;
     /// Grows a disk of the running domain (and its image) to `bytes`.
     fn block_resize(&self, name: &str, target: &str, bytes: u64) -> Result<(), ComputeError>;
     /// Takes internal snapshot `tag` of the running domain's disks `targets` at one

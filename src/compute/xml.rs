@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Accel, DiskBackup, DomainSpec, VolumeDisk};
+use super::{Accel, DiskBackup, DomainSpec, NicSpec, VolumeDisk};
 
 /// Escapes text for an XML attribute or element.
 fn esc(s: &str) -> String {
@@ -11,6 +11,32 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\'', "&apos;")
+}
+
+/// One `<interface>` element: in a domain's definition, or alone for a hot-plug.
+pub fn interface_xml(nic: &NicSpec) -> String {
+    let mtu = nic
+        .mtu
+        .map(|m| format!("\n      <mtu size='{m}'/>"))
+        .unwrap_or_default();
+    format!(
+        "    <interface type='bridge'>\n      <mac address='{}'/>\n      <source bridge='{}'/>\n      <target dev='{}'/>\n      <model type='virtio'/>{mtu}\n    </interface>\n",
+        esc(&nic.mac),
+        esc(&nic.bridge),
+        esc(&nic.tap)
+    )
+}
+
+/// The MACs of the interfaces in a (live) domain XML, lower case.
+pub fn interface_macs(xml: &str) -> Vec<String> {
+    xml.split("<interface ")
+        .skip(1)
+        .filter_map(|i| {
+            let i = i.split("</interface>").next()?;
+            let rest = i.split("<mac address='").nth(1)?;
+            Some(rest.split('\'').next()?.to_ascii_lowercase())
+        })
+        .collect()
 }
 
 /// The libvirt domain XML of `spec`.
@@ -69,17 +95,7 @@ pub fn domain_xml(spec: &DomainSpec) -> String {
         );
     }
     for nic in &spec.nics {
-        let mtu = nic
-            .mtu
-            .map(|m| format!("\n      <mtu size='{m}'/>"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            x,
-            "    <interface type='bridge'>\n      <mac address='{}'/>\n      <source bridge='{}'/>\n      <target dev='{}'/>\n      <model type='virtio'/>{mtu}\n    </interface>",
-            esc(&nic.mac),
-            esc(&nic.bridge),
-            esc(&nic.tap)
-        );
+        x.push_str(&interface_xml(nic));
     }
     let log = esc(&spec.serial_log.to_string_lossy());
     let _ = writeln!(
@@ -173,7 +189,6 @@ pub fn checkpoint_xml(req: &DiskBackup) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compute::NicSpec;
     use std::path::PathBuf;
 
     fn spec() -> DomainSpec {
@@ -222,6 +237,7 @@ mod tests {
         assert!(!x.contains("host-passthrough"));
         assert!(x.contains("<source file='/var/lib/skiff/volumes/7.qcow2'/>\n      <backingStore/>\n      <target dev='vdc' bus='virtio'/>\n      <serial>skiff-vol-7</serial>"));
         assert_eq!(disk_targets(&x), ["vda", "vdb", "vdc"]);
+        assert_eq!(interface_macs(&x), ["52:54:00:00:00:01"]);
         assert_eq!(
             x.matches("model='pcie-root-port'").count(),
             6 + 1 + 1 + SPARE_PORTS

@@ -108,6 +108,10 @@ pub struct Nic {
     /// The link MTU the guest is told (VPC NICs); `None` leaves the default.
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// The job under way on it (`attach`, `detach`): no other change of the VM's
+    /// NICs is taken until it ends.
+    #[serde(default)]
+    pub pending: Option<String>,
 }
 
 impl Nic {

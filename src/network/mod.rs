@@ -2,6 +2,7 @@
 //! links, not VMs or projects.
 
 pub mod bridge;
+pub mod dhcp;
 pub mod firewall;
 pub mod vpc;
 

@@ -256,6 +256,7 @@ mod tests {
             security_groups: groups,
             vpc_id: vpc,
             mtu: None,
+            pending: None,
         }
     }
 

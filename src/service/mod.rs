@@ -12,6 +12,8 @@ mod host;
 mod image_jobs;
 mod init;
 mod jobs;
+mod nic_jobs;
+mod nics;
 mod projects;
 mod quotas;
 mod roles;
@@ -266,8 +268,17 @@ impl Services {
         if let (Some(hv), Some(access)) = (&hypervisor, qemu_access) {
             let nh = Arc::new(vpc_jobs::NetHost {
                 vpcs: store.table()?,
+                vms: store.table()?,
                 prefix: cfg.network.tap_prefix.clone(),
                 mtu: cfg.network.vpc.mtu,
+                nameservers: cfg
+                    .network
+                    .public
+                    .nameservers
+                    .iter()
+                    .filter_map(|n| n.parse().ok())
+                    .collect(),
+                dhcp: std::sync::Mutex::new(std::collections::HashMap::new()),
             });
             let host = Arc::new(vm_jobs::VmHost {
                 net: nh.clone(),

@@ -53,6 +53,8 @@ pub(crate) const KINDS: &[&str] = &[
     "vm.reconfigure",
     "vm.reset_password",
     "vm.reinstall",
+    "vm.nic_attach",
+    "vm.nic_detach",
 ];
 
 /// One handler per kind, all sharing the host.
@@ -90,6 +92,14 @@ impl JobHandler for VmJob {
             "vm.reconfigure" => h.reconfigure(&id),
             "vm.reset_password" => h.reset_password(&id),
             "vm.reinstall" => h.reinstall(&id),
+            "vm.nic_attach" | "vm.nic_detach" => {
+                let nic = ctx.params()["nic_id"].as_u64().ok_or("job has no nic_id")?;
+                if self.kind == "vm.nic_attach" {
+                    h.nic_attach(&id, nic)
+                } else {
+                    h.nic_detach(&id, nic)
+                }
+            }
             other => Err(format!("unknown VM job {other}")),
         };
         if let Err(e) = &result {
@@ -214,7 +224,7 @@ impl VmHost {
         self.hv.define(&self.spec(vm)?).map_err(|e| e.to_string())
     }
 
-    fn guest_config(&self, vm: &Vm) -> GuestConfig {
+    pub(super) fn guest_config(&self, vm: &Vm) -> GuestConfig {
         // One default route: the public NIC's, or a VPC-only VM's VPC router.
         let primary = vm
             .nics
@@ -353,6 +363,9 @@ impl VmHost {
         let name = vm.domain_name();
         for vpc in vm.nics.iter().filter_map(|n| n.vpc_id.as_ref()) {
             self.net.ensure_vpc(vpc)?;
+        }
+        if vm.nics.iter().any(|n| n.vpc_id.is_some()) {
+            self.net.sync_dhcp();
         }
         let Some(fw) = &self.firewall else {
             if self.firewall_disabled {
@@ -532,6 +545,9 @@ impl VmHost {
             for vpc in vm.nics.iter().filter_map(|n| n.vpc_id.as_ref()) {
                 self.net.delete_if_empty(vpc, &self.leases)?;
             }
+        }
+        if vm.nics.iter().any(|n| n.vpc_id.is_some()) {
+            self.net.sync_dhcp();
         }
         Ok(())
     }

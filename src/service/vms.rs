@@ -112,7 +112,7 @@ impl Services {
 
     /// A MAC no NIC on this host has (a frame to it must reach one VM only): the NIC
     /// id's own, or, where a NIC from before has it, a random one checked the same way.
-    fn unique_mac(&self, nic_id: u64) -> Result<String, ServiceError> {
+    pub(super) fn unique_mac(&self, nic_id: u64) -> Result<String, ServiceError> {
         let taken: std::collections::HashSet<String> = self
             .inner
             .vms
@@ -184,23 +184,24 @@ impl Services {
 
     fn submit_vm_job(&self, vm: &Vm, kind: &str) -> Result<(), ServiceError> {
         self.submit_vm_job_with(vm, kind, serde_json::json!({}))
+            .map(drop)
     }
 
-    /// `submit_vm_job` with `extra` parameters beside `vm_id`.
-    fn submit_vm_job_with(
+    /// `submit_vm_job` with `extra` parameters beside `vm_id`; the job's id.
+    pub(super) fn submit_vm_job_with(
         &self,
         vm: &Vm,
         kind: &str,
         extra: serde_json::Value,
-    ) -> Result<(), ServiceError> {
-        self.inner.jobs.submit(NewJob {
+    ) -> Result<Uuid, ServiceError> {
+        let job = self.inner.jobs.submit(NewJob {
             kind: kind.into(),
             target: format!("vm/{}", vm.id),
             account_id: Some(vm.account_id),
             project_id: Some(vm.project_id),
             params: super::job_params(serde_json::json!({ "vm_id": vm.id }), extra),
         })?;
-        Ok(())
+        Ok(job.id)
     }
 
     fn resolve_ssh_keys(
@@ -424,6 +425,7 @@ impl Services {
                 security_groups: Vec::new(),
                 vpc_id: None,
                 mtu: None,
+                pending: None,
             });
         }
         if let Some(plan) = planned {
@@ -445,6 +447,7 @@ impl Services {
                         security_groups: Vec::new(),
                         vpc_id: Some(vpc.id),
                         mtu: Some(mtu),
+                        pending: None,
                     })
                 });
             match joined {

@@ -3,11 +3,14 @@
 //! before its objects and deleted after them, so a crash never leaves objects without
 //! a record; every step is safe to repeat.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::jobs::{JobContext, JobHandler, Reconcile};
-use crate::model::{now, uuid_key, Vpc, VpcStatus};
+use crate::model::{now, uuid_key, Vm, Vpc, VpcStatus};
+use crate::network::dhcp::{self, Binding, Bindings, Responder};
 use crate::network::vpc::{self, VpcNet, VpcSpec};
 use crate::network::Cidr;
 use crate::store::{StoreError, Table};
@@ -19,9 +22,14 @@ pub(crate) const KINDS: &[&str] = &["vpc.create", "vpc.delete"];
 /// What the VPC jobs need of the host.
 pub(crate) struct NetHost {
     pub vpcs: Table<Vpc>,
+    pub vms: Table<Vm>,
     /// Names every host object (`network::vpc::VpcNet`).
     pub prefix: String,
     pub mtu: u32,
+    /// Told to guests that ask by DHCP.
+    pub nameservers: Vec<Ipv4Addr>,
+    /// The DHCP responder of each VPC (by number) and the bindings it answers with.
+    pub dhcp: Mutex<HashMap<u64, (Responder, Bindings)>>,
 }
 
 impl NetHost {
@@ -40,6 +48,84 @@ impl NetHost {
             prefix_len: c.prefix,
             mtu: self.mtu,
         })
+    }
+
+    /// Brings every VPC's DHCP responder in line with the records: one per active
+    /// VPC, answering each member NIC's MAC with its address (and the VPC's router
+    /// only to a VM without a public NIC). Failures are logged: a guest with its
+    /// address in the seed does not need DHCP.
+    pub fn sync_dhcp(&self) {
+        let (vpcs, vms) = match (self.vpcs.all(), self.vms.all()) {
+            (Ok(v), Ok(m)) => (v, m),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "DHCP bindings: reading the store");
+                return;
+            }
+        };
+        let mut want: HashMap<u64, (Ipv4Addr, HashMap<[u8; 6], Binding>)> = HashMap::new();
+        let by_id: HashMap<uuid::Uuid, &Vpc> = vpcs
+            .iter()
+            .filter(|v| v.status == VpcStatus::Active && v.pending.is_none())
+            .map(|v| (v.id, v))
+            .collect();
+        for v in by_id.values() {
+            if let Ok(gw) = v.gateway.parse() {
+                want.insert(v.seq, (gw, HashMap::new()));
+            }
+        }
+        for vm in vms.iter().filter(|v| !v.deleting) {
+            let public = vm.nics.iter().any(|n| n.kind == "public");
+            for n in &vm.nics {
+                let Some(v) = n.vpc_id.and_then(|id| by_id.get(&id)) else {
+                    continue;
+                };
+                let (Some(mac), Ok(ip)) = (
+                    crate::network::firewall::parse_mac(&n.mac),
+                    n.ip.parse::<Ipv4Addr>(),
+                ) else {
+                    continue;
+                };
+                if let Some((gw, map)) = want.get_mut(&v.seq) {
+                    map.insert(
+                        mac,
+                        Binding {
+                            ip,
+                            prefix: n.prefix,
+                            router: (!public).then_some(*gw),
+                            mtu: n.mtu.and_then(|m| u16::try_from(m).ok()),
+                            dns: self.nameservers.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        let mut running = self.dhcp.lock().unwrap_or_else(|e| e.into_inner());
+        running.retain(|seq, _| want.contains_key(seq));
+        for (seq, (gw, map)) in want {
+            if let Some((_, bindings)) = running.get(&seq) {
+                *bindings.write().unwrap_or_else(|e| e.into_inner()) = map;
+                continue;
+            }
+            let net = VpcNet {
+                prefix: self.prefix.clone(),
+                seq,
+            };
+            let bindings: Bindings = Arc::new(RwLock::new(map));
+            match dhcp::spawn(&net.netns(), "gw0", gw, bindings.clone()) {
+                Ok(r) => {
+                    running.insert(seq, (r, bindings));
+                }
+                Err(e) => tracing::warn!(netns = %net.netns(), error = %e, "DHCP responder"),
+            }
+        }
+    }
+
+    /// Stops VPC `seq`'s responder (before its namespace goes).
+    fn stop_dhcp(&self, seq: u64) {
+        self.dhcp
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&seq);
     }
 
     /// Makes sure VPC `id`'s objects exist before a guest's tap joins its bridge
@@ -124,6 +210,9 @@ impl NetHost {
                 Ok(())
             })
             .map_err(|e| e.to_string())?;
+        if made.is_ok() {
+            self.sync_dhcp();
+        }
         made
     }
 
@@ -134,6 +223,7 @@ impl NetHost {
         if v.pending.as_deref() != Some("delete") {
             return Ok(());
         }
+        self.stop_dhcp(v.seq);
         vpc::remove(&self.net(&v)).map_err(|e| e.to_string())?;
         self.vpcs.delete(&uuid_key(id)).map_err(|e| e.to_string())?;
         Ok(())
@@ -235,6 +325,7 @@ impl Reconcile for VpcReconciler {
                 }
             }
         }
+        host.sync_dhcp();
         let known: HashSet<u64> = vpcs.iter().map(|v| v.seq).collect();
         for seq in present.any() {
             if known.contains(&seq) {
@@ -244,6 +335,7 @@ impl Reconcile for VpcReconciler {
                 prefix: host.prefix.clone(),
                 seq,
             };
+            host.stop_dhcp(seq);
             match vpc::remove(&net) {
                 Ok(()) => drift.push(format!(
                     "removed {}, {} and {}: no VPC names them",

@@ -19,6 +19,7 @@ mod snapshots;
 mod views;
 mod vms;
 mod volumes;
+mod vpcs;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -95,6 +96,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(vms::routes)
                 .configure(security_groups::routes)
                 .configure(volumes::routes)
+                .configure(vpcs::routes)
                 .configure(keys::routes)
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(WebError::NotFound)
@@ -263,6 +265,16 @@ impl Ctx {
     }
 
     /// Redirects after a form post, with the outcome as a message on the next page.
+    /// Waits (up to 30 s) for a job the page's change submitted, so the page it
+    /// leads to shows the result rather than the work under way.
+    pub async fn wait_job(&self, job: Uuid) {
+        let _ = self
+            .state
+            .services
+            .wait_job(&self.who, &job, std::time::Duration::from_secs(30))
+            .await;
+    }
+
     pub fn done(&self, to: &str, result: Result<String, ServiceError>) -> HttpResponse {
         match result {
             Ok(msg) => self.flash(true, msg),

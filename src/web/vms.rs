@@ -151,6 +151,8 @@ struct NewPage {
     plans: Vec<(String, String)>,
     regions: Vec<(String, String)>,
     ssh_keys: Vec<(String, String)>,
+    /// The project's VPCs a new VM may join: (id, "name (cidr)").
+    vpcs: Vec<(String, String)>,
     v: NewValues,
     /// (field, message) of a refused post.
     errors: Vec<(&'static str, String)>,
@@ -177,6 +179,8 @@ struct NewValues {
     backup_time: String,
     backup_day: String,
     public_ip: bool,
+    /// `auto` (a VPC of its own), `none`, or a VPC's id.
+    vpc: String,
 }
 
 async fn new_page(
@@ -185,13 +189,14 @@ async fn new_page(
     errors: Vec<(&'static str, String)>,
 ) -> Result<HttpResponse, WebError> {
     let project = ctx.project.id;
-    let (templates, plans, regions, keys) = ctx
+    let (templates, plans, regions, keys, vpcs) = ctx
         .call(move |s, who, _| {
             Ok((
                 s.templates_for_project(&project)?,
                 s.vm_plans(None, None)?,
                 s.regions(),
                 s.list_ssh_keys(who)?,
+                s.list_vpcs(who, Some(&project)).unwrap_or_default(),
             ))
         })
         .await?;
@@ -221,6 +226,11 @@ async fn new_page(
             .iter()
             .map(|k| (k.id.to_string(), format!("{} ({})", k.name, k.fingerprint)))
             .collect(),
+        vpcs: vpcs
+            .iter()
+            .filter(|x| x.status == crate::model::VpcStatus::Active)
+            .map(|x| (x.id.to_string(), format!("{} ({})", x.name, x.cidr)))
+            .collect(),
         v,
         errors: errors.clone(),
     })?;
@@ -236,6 +246,7 @@ pub async fn new_form(ctx: Ctx) -> Result<HttpResponse, WebError> {
         backup: "none".into(),
         backup_time: "8am".into(),
         public_ip: true,
+        vpc: "auto".into(),
         ..Default::default()
     };
     new_page(&ctx, v, vec![]).await
@@ -255,6 +266,7 @@ fn field_of(message: &str) -> &'static str {
         ("backup", "backup"),
         ("time", "backup"),
         ("public", "public_ip"),
+        ("vpc", "vpc"),
     ];
     FIELDS
         .iter()
@@ -277,6 +289,7 @@ pub async fn create(p: Posted) -> Result<HttpResponse, WebError> {
         backup_time: f.get("backup_time").unwrap_or("8am").to_string(),
         backup_day: f.get("backup_day").unwrap_or("").to_string(),
         public_ip: f.has("public_ip"),
+        vpc: f.get("vpc").unwrap_or("auto").to_string(),
     };
     // Fields the form itself can check; the rest is the service's to judge.
     let mut errors = Vec::new();
@@ -325,11 +338,11 @@ pub async fn create(p: Posted) -> Result<HttpResponse, WebError> {
         backup_time: (v.backup != "none").then(|| v.backup_time.clone()),
         backup_date: (v.backup == "weekly").then(|| v.backup_day.clone()),
         tags: vec![],
-        vpc_id: None,
+        vpc_id: Uuid::parse_str(&v.vpc).ok(),
         vpc_name: None,
         vpc_cidr: None,
         skip_public_ip: !v.public_ip,
-        skip_vpc: v.public_ip,
+        skip_vpc: v.vpc == "none",
     };
     match p
         .ctx
@@ -423,6 +436,8 @@ pub struct NicView {
     pub mac: String,
     pub ip: String,
     pub network: String,
+    /// The VPC of a VPC NIC (its page).
+    pub vpc: Option<String>,
     pub groups: Vec<(String, String)>,
 }
 
@@ -450,7 +465,7 @@ struct DetailPage {
 pub async fn detail(ctx: Ctx, id: web::Path<String>) -> Result<HttpResponse, WebError> {
     let id = uuid_of(&id)?;
     let project = ctx.project.id;
-    let (vm, jobs, groups, backups, snapshots, notes, console, plans, templates) = ctx
+    let (vm, jobs, groups, backups, snapshots, notes, console, plans, templates, nets) = ctx
         .call(move |s, who, _| {
             let vm = s.get_vm(who, &id)?;
             let jobs = s.list_jobs(who, &vm.project_id)?;
@@ -488,8 +503,9 @@ pub async fn detail(ctx: Ctx, id: web::Path<String>) -> Result<HttpResponse, Web
             let console = s.vm_console(who, &id, 16 * 1024).unwrap_or_default();
             let plans = s.vm_plans(None, Some(&vm.region)).unwrap_or_default();
             let templates = s.templates_for_project(&vm.project_id).unwrap_or_default();
+            let nets: Vec<String> = vm.nics.iter().map(|n| s.network_name(n)).collect();
             Ok((
-                vm, jobs, groups, backups, snapshots, notes, console, plans, templates,
+                vm, jobs, groups, backups, snapshots, notes, console, plans, templates, nets,
             ))
         })
         .await?;
@@ -503,11 +519,13 @@ pub async fn detail(ctx: Ctx, id: web::Path<String>) -> Result<HttpResponse, Web
     let nics = vm
         .nics
         .iter()
-        .map(|n| NicView {
+        .zip(nets)
+        .map(|(n, network)| NicView {
             id: n.id,
             mac: n.mac.clone(),
             ip: format!("{}/{}", n.ip, n.prefix),
-            network: n.network_name.clone(),
+            network,
+            vpc: n.vpc_id.map(|v| v.to_string()),
             groups: n
                 .security_groups
                 .iter()

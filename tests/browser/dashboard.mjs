@@ -134,7 +134,32 @@ try {
   await waitStatus('active', 300_000);
   await until('create succeeded', async () => /vm create succeeded/.test(await statusText()), 30_000);
   assert.match(await page.locator('#nics').textContent(), /10\.231\.0\.\d+\/27/);
+  // The form's default: a VPC of its own, the second NIC.
+  assert.match(await page.locator('#nics').textContent(), /vpc-web-1 \(VPC\)/);
   await shot('vm-detail');
+
+  step("VPCs: the VM's own in the list with its member, a new one made and deleted");
+  await page.goto(`${base}/ui/vpcs`);
+  const ownRow = page.locator('#vpcs tr', { hasText: 'vpc-web-1' });
+  assert.match(await ownRow.textContent(), /active/);
+  assert.match(await ownRow.textContent(), /1 of 256/);
+  const suggested = await page.inputValue('#create-vpc input[name=cidr]');
+  assert.match(suggested, /^10\.\d+\.\d+\.0\/24$/);
+  await page.fill('#create-vpc input[name=name]', 'backend');
+  await page.click('#create-vpc button[type=submit]');
+  assert.match(await flash(), /VPC backend \(10\.[0-9.]+\/24\) is made/);
+  const backRow = page.locator('#vpcs tr', { hasText: 'backend' });
+  assert.match(await backRow.textContent(), /active/);
+  await shot('vpcs');
+  await ownRow.locator('a').click();
+  await page.waitForURL(/\/ui\/vpcs\/[0-9a-f-]{36}$/);
+  assert.match(await page.locator('#members').textContent(), /web-1/);
+  await shot('vpc-detail');
+  await page.goto(`${base}/ui/vpcs`);
+  await backRow.locator('button:has-text("Delete")').click();
+  assert.match(await flash(), /VPC backend deleted/);
+  assert.equal(await page.locator('#vpcs tr', { hasText: 'backend' }).count(), 0);
+  await page.goto(vmUrl);
 
   step('open its console: noVNC connects through the websocket proxy');
   await page.click('#open-console');
@@ -214,7 +239,7 @@ try {
   assert.equal(await page.inputValue('#add-rule input[name=ports]'), '22', 'the form keeps what was typed');
   assert.doesNotMatch(await page.locator('#rules').textContent(), /ICMP/);
   await page.goto(vmUrl);
-  await page.click('#nics button:has-text("Attach")');
+  await page.locator('#nics tr', { hasText: 'public' }).locator('button:has-text("Attach")').click();
   assert.match(await flash(), /security group attached/);
   assert.match(await page.locator('#nics').textContent(), /web/);
 

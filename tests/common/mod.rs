@@ -61,6 +61,8 @@ pub const CONTRACT_CHECKED: &[&str] = &[
     "getVPC",
     "updateVPC",
     "deleteVPC",
+    "attachVMToVPC",
+    "detachVMFromVPC",
     "listSecurityGroups",
     "createSecurityGroup",
     "listSecurityGroupTemplates",

@@ -100,3 +100,12 @@ pub struct CidrSuggestionsResponse {
     pub alternatives: Vec<CidrSuggestion>,
     pub existing_count: usize,
 }
+
+#[derive(Deserialize, ToSchema)]
+pub struct AttachVpcRequest {
+    pub vpc_id: Uuid,
+    /// An address of the VPC's range; the first free one when absent.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(example = "10.0.1.42")]
+    pub ip: Option<String>,
+}
