@@ -278,11 +278,21 @@ pub struct VpcConfig {
     /// The guests' MTU inside a VPC: 1450 leaves room for VXLAN on a 1500-byte
     /// underlay, so VPCs can span hosts later without a change in the guests.
     pub mtu: u32,
+    /// Outbound traffic of VPC-only VMs leaves through the host, masqueraded (turns
+    /// on IPv4 forwarding on the host).
+    pub snat: bool,
+    /// The /31 links between the host and each VPC's router come from here; no VPC
+    /// may use it (the default is link-local, which no VPC can).
+    pub transit_cidr: String,
 }
 
 impl Default for VpcConfig {
     fn default() -> Self {
-        VpcConfig { mtu: 1450 }
+        VpcConfig {
+            mtu: 1450,
+            snat: false,
+            transit_cidr: "169.254.0.0/16".into(),
+        }
     }
 }
 
@@ -727,6 +737,12 @@ impl Config {
         }
         if !(576..=9000).contains(&self.network.vpc.mtu) {
             return Err(bad("network.vpc.mtu", "must be 576 to 9000"));
+        }
+        if crate::network::Cidr::parse(&self.network.vpc.transit_cidr).is_err() {
+            return Err(bad(
+                "network.vpc.transit_cidr",
+                "must be a.b.c.d/len with len 8 to 30",
+            ));
         }
         if p.bridge.is_empty() || p.bridge.len() > 15 {
             return Err(bad("network.public.bridge", "must be 1 to 15 characters"));

@@ -138,6 +138,7 @@ impl Host {
             gateway: "10.50.0.1".parse().unwrap(),
             prefix_len: 24,
             mtu: 1450,
+            uplink: None,
         }
     }
 
@@ -257,7 +258,8 @@ fn two_vpcs_with_one_cidr_never_meet() {
     }
     assert!(!ping(&h.ns, "10.50.0.10"), "the host reaches into a VPC");
     // With b2 gone, nothing in VPC 2 holds .10: a1's twin in VPC 1 never answers b1.
-    let _ = cmd(&["ip", "netns", "del", &b2]);
+    // Its port goes at once (a namespace's devices go only when the kernel gets to it).
+    out(&["ip", "link", "del", "dev", &format!("{}pb2", h.prefix)]);
     let _ = cmd(&["ip", "-n", &b1, "neigh", "flush", "all"]);
     assert!(!ping(&b1, "10.50.0.10"), "b1 reached a1 across VPCs");
     assert!(ping(&a2, "10.50.0.10"), "a2 still reaches a1");
@@ -333,4 +335,109 @@ fn every_crash_point_of_create_and_remove_converges() {
         .collect();
     assert!(netns.is_empty(), "router namespaces left: {netns:?}");
     let _ = &mut h;
+}
+
+/// From namespace `ns`: a TCP connection to `to` that the peer answers, in a thread
+/// of its own (the namespace is the thread's).
+fn connects(ns: &str, to: std::net::SocketAddr) -> bool {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        setns(&File::open(path).unwrap());
+        match std::net::TcpStream::connect_timeout(&to, std::time::Duration::from_secs(2)) {
+            Ok(mut c) => {
+                use std::io::Read;
+                let mut b = [0u8; 5];
+                c.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                    .unwrap();
+                c.read_exact(&mut b).is_ok() && &b == b"hello"
+            }
+            Err(_) => false,
+        }
+    })
+    .join()
+    .unwrap()
+}
+
+/// SNAT: a guest of a VPC with an uplink reaches "the internet" (a namespace routed
+/// through the host) as the host's address; a VPC without one does not; no VPC
+/// reaches another's router through the host.
+#[test]
+fn snat_lets_a_vpc_out_as_the_host_and_nowhere_else() {
+    let Some(mut h) = Host::new("snat") else {
+        return;
+    };
+    let transit = skiff::network::Cidr::parse("169.254.0.0/16").unwrap();
+    let with_uplink = |seq: u64| VpcSpec {
+        uplink: vpc::Uplink::of(&transit, seq),
+        ..h.spec(seq)
+    };
+    vpc::ensure(&with_uplink(1)).unwrap();
+    vpc::ensure(&h.spec(2)).unwrap();
+    let mut other = with_uplink(3);
+    other.gateway = "10.70.0.1".parse().unwrap();
+    vpc::ensure(&other).unwrap();
+    vpc::ensure_host_nat(&h.prefix, Some(&transit)).unwrap();
+    let g1 = h.guest("s1", 1, "10.50.0.10");
+    let g2 = h.guest("s2", 2, "10.50.0.10");
+    let g3 = h.guest("s3", 3, "10.70.0.10");
+    for (g, gw) in [(&g1, "10.50.0.1"), (&g2, "10.50.0.1"), (&g3, "10.70.0.1")] {
+        out(&["ip", "-n", g, "route", "add", "default", "via", gw]);
+    }
+    // "The internet": a namespace on a link of the host's.
+    let inet = format!("{}-inet", h.ns);
+    let _ = cmd(&["ip", "netns", "del", &inet]);
+    out(&["ip", "netns", "add", &inet]);
+    h.guests.push(inet.clone());
+    let link = format!("{}x0", h.prefix);
+    out(&[
+        "ip", "link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &inet,
+    ]);
+    out(&["ip", "addr", "add", "198.51.100.1/24", "dev", &link]);
+    out(&["ip", "link", "set", &link, "up"]);
+    out(&[
+        "ip",
+        "-n",
+        &inet,
+        "addr",
+        "add",
+        "198.51.100.2/24",
+        "dev",
+        "eth0",
+    ]);
+    out(&["ip", "-n", &inet, "link", "set", "eth0", "up"]);
+    out(&["ip", "-n", &inet, "link", "set", "lo", "up"]);
+    // Its server records who connects.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = format!("/run/netns/{inet}");
+    std::thread::spawn(move || {
+        setns(&File::open(path).unwrap());
+        let l = std::net::TcpListener::bind("198.51.100.2:8080").unwrap();
+        for c in l.incoming().flatten() {
+            use std::io::Write;
+            let _ = tx.send(c.peer_addr().unwrap().ip().to_string());
+            let mut c = c;
+            let _ = c.write_all(b"hello");
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let server: std::net::SocketAddr = "198.51.100.2:8080".parse().unwrap();
+    assert!(connects(&g1, server), "a VPC with an uplink gets out");
+    assert_eq!(
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap(),
+        "198.51.100.1",
+        "the peer sees the host's address"
+    );
+    assert!(!connects(&g2, server), "a VPC without an uplink got out");
+    // VPC 1 to VPC 3's router through the host: dropped.
+    let router3 = vpc::Uplink::of(&transit, 3).unwrap().router;
+    assert!(
+        !ping(&g1, &router3.to_string()),
+        "one VPC reached another's router"
+    );
+    assert!(ping(&g3, "10.70.0.1"));
+    // Turning SNAT off for a VPC (an ensure without uplink) takes its way out away.
+    vpc::ensure(&h.spec(1)).unwrap();
+    assert!(!connects(&g1, server), "the uplink outlived SNAT");
+    assert!(!vpc::present(&h.prefix).unwrap().uplinks.contains(&1));
+    vpc::ensure_host_nat(&h.prefix, None).unwrap();
 }

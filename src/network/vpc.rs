@@ -35,6 +35,11 @@ impl VpcNet {
         format!("{}b{}", self.prefix, self.seq)
     }
 
+    /// The host end of the router's way out (SNAT).
+    pub fn uplink(&self) -> String {
+        format!("{}u{}", self.prefix, self.seq)
+    }
+
     /// The host end of the router's veth (a bridge port).
     pub fn veth(&self) -> String {
         format!("{}g{}", self.prefix, self.seq)
@@ -52,6 +57,119 @@ pub struct VpcSpec {
     pub gateway: Ipv4Addr,
     pub prefix_len: u8,
     pub mtu: u32,
+    /// The router's way out (SNAT on): a /31 between the host and the router.
+    pub uplink: Option<Uplink>,
+}
+
+/// A /31 between the host (`host`, on `<prefix>u<seq>`) and the router (`router`, on
+/// its `up0`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Uplink {
+    pub host: Ipv4Addr,
+    pub router: Ipv4Addr,
+}
+
+impl Uplink {
+    /// VPC `seq`'s /31 in `transit`, or none when the range is too small for it.
+    pub fn of(transit: &super::Cidr, seq: u64) -> Option<Uplink> {
+        let size = 1u64 << (32 - transit.prefix);
+        let at = seq.checked_mul(2)?;
+        if at + 1 >= size {
+            return None;
+        }
+        let base = u64::from(u32::from(transit.network)) + at;
+        Some(Uplink {
+            host: Ipv4Addr::from(u32::try_from(base).ok()?),
+            router: Ipv4Addr::from(u32::try_from(base + 1).ok()?),
+        })
+    }
+}
+
+/// Runs `nft -f -` with `rules` inside namespace `netns` (the caller's own with
+/// `None`).
+pub(crate) fn nft(netns: Option<&str>, rules: &str) -> Result<(), NetworkError> {
+    use std::io::Write;
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns, "nft", "-f", "-"]);
+            c
+        }
+        None => {
+            let mut c = std::process::Command::new("nft");
+            c.args(["-f", "-"]);
+            c
+        }
+    };
+    let host = |reason: String| NetworkError::Host {
+        what: format!("nft in {}", netns.unwrap_or("the host")),
+        reason,
+    };
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| host(e.to_string()))?;
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(rules.as_bytes())
+            .map_err(|e| host(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| host(e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(host(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}
+
+/// Sets IPv4 forwarding in namespace `netns` (the caller's own with `None`).
+pub(crate) fn forwarding(netns: Option<&str>, on: bool) -> Result<(), NetworkError> {
+    let v = if on { "1" } else { "0" };
+    match netns {
+        None => {
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", v).map_err(|e| NetworkError::Host {
+                what: "setting net.ipv4.ip_forward".into(),
+                reason: e.to_string(),
+            })
+        }
+        Some(ns) => run_ip(&[
+            "netns",
+            "exec",
+            ns,
+            "sh",
+            "-c",
+            &format!("echo {v} > /proc/sys/net/ipv4/ip_forward"),
+        ])
+        .map(drop),
+    }
+}
+
+/// The host's part of SNAT for every VPC under `prefix`: forwarding on, the
+/// routers' transit range masqueraded on its way out (never into another router's
+/// uplink: no VPC reaches another through the host). With `transit` `None` the
+/// table goes (forwarding stays as it is: other guests may route through the host).
+pub fn ensure_host_nat(prefix: &str, transit: Option<&super::Cidr>) -> Result<(), NetworkError> {
+    let table = format!("skiff_{prefix}");
+    match transit {
+        Some(t) => {
+            forwarding(None, true)?;
+            nft(
+                None,
+                &format!(
+                    "table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n\
+                     chain skfwd {{ type filter hook forward priority filter; policy accept; iifname \"{prefix}u*\" oifname \"{prefix}u*\" drop; }}\n\
+                     chain sknat {{ type nat hook postrouting priority srcnat; policy accept; ip saddr {t} oifname != \"{prefix}u*\" masquerade; }}\n}}\n"
+                ),
+            )
+        }
+        None => nft(
+            None,
+            &format!("table ip {table}\ndelete table ip {table}\n"),
+        ),
+    }
 }
 
 /// `r`, with "it is there already" taken as done: a guest's start and the VPC's own
@@ -79,6 +197,7 @@ pub enum Step {
     Veth,
     Port,
     Router,
+    Uplink,
 }
 
 /// The steps of `ensure`, in order.
@@ -88,6 +207,7 @@ pub const CREATE_STEPS: &[Step] = &[
     Step::Veth,
     Step::Port,
     Step::Router,
+    Step::Uplink,
 ];
 
 /// Runs one step of making `spec`'s objects; each finds what an earlier attempt made.
@@ -170,6 +290,54 @@ pub fn create_step(spec: &VpcSpec, step: Step) -> Result<(), NetworkError> {
             }
             run_ip(&["-n", &ns, "link", "set", "dev", "gw0", "mtu", &mtu, "up"]).map(drop)
         }
+        Step::Uplink => {
+            let ns = n.netns();
+            let u = n.uplink();
+            let Some(up) = spec.uplink else {
+                // SNAT off: no way out of the VPC (the masquerade rule names up0,
+                // which goes with the veth).
+                if link_exists(&u) {
+                    run_ip(&["link", "del", "dev", &u])?;
+                }
+                return Ok(());
+            };
+            if !link_exists(&u) {
+                made(run_ip(&[
+                    "link", "add", &u, "type", "veth", "peer", "name", "up0", "netns", &ns,
+                ]))?;
+            }
+            let host = format!("{}/31", up.host);
+            let router = format!("{}/31", up.router);
+            if !run_ip(&["-o", "-4", "addr", "show", "dev", &u])?.contains(&format!(" {host} ")) {
+                run_ip(&["addr", "flush", "dev", &u])?;
+                run_ip(&["addr", "add", &host, "dev", &u])?;
+            }
+            run_ip(&["link", "set", "dev", &u, "addrgenmode", "none", "up"])?;
+            if !run_ip(&["-n", &ns, "-o", "-4", "addr", "show", "dev", "up0"])?
+                .contains(&format!(" {router} "))
+            {
+                run_ip(&["-n", &ns, "addr", "flush", "dev", "up0"])?;
+                run_ip(&["-n", &ns, "addr", "add", &router, "dev", "up0"])?;
+            }
+            run_ip(&["-n", &ns, "link", "set", "dev", "up0", "up"])?;
+            run_ip(&[
+                "-n",
+                &ns,
+                "route",
+                "replace",
+                "default",
+                "via",
+                &up.host.to_string(),
+                "dev",
+                "up0",
+            ])?;
+            forwarding(Some(&ns), true)?;
+            nft(
+                Some(&ns),
+                "table ip skiff\ndelete table ip skiff\ntable ip skiff {\n\
+                 chain sknat { type nat hook postrouting priority srcnat; policy accept; oifname \"up0\" masquerade; }\n}\n",
+            )
+        }
     }
 }
 
@@ -184,7 +352,7 @@ pub fn ensure(spec: &VpcSpec) -> Result<(), NetworkError> {
 /// The steps of `remove`, in order: the veth first (deleting one end deletes its
 /// peer at once, while a namespace's devices go only when the kernel gets to it),
 /// then the namespace, the bridge last.
-pub const REMOVE_STEPS: &[Step] = &[Step::Veth, Step::Netns, Step::Bridge];
+pub const REMOVE_STEPS: &[Step] = &[Step::Uplink, Step::Veth, Step::Netns, Step::Bridge];
 
 /// Runs one step of removing `n`'s objects; what is gone already is no error.
 pub fn remove_step(n: &VpcNet, step: Step) -> Result<(), NetworkError> {
@@ -194,6 +362,9 @@ pub fn remove_step(n: &VpcNet, step: Step) -> Result<(), NetworkError> {
     };
     match step {
         Step::Veth if link_exists(&n.veth()) => gone(run_ip(&["link", "del", "dev", &n.veth()])),
+        Step::Uplink if link_exists(&n.uplink()) => {
+            gone(run_ip(&["link", "del", "dev", &n.uplink()]))
+        }
         Step::Netns if netns_exists(&n.netns()) => run_ip(&["netns", "del", &n.netns()]).map(drop),
         Step::Bridge if link_exists(&n.bridge()) => {
             gone(run_ip(&["link", "del", "dev", &n.bridge()]))
@@ -217,6 +388,7 @@ pub struct Present {
     pub bridges: BTreeSet<u64>,
     pub veths: BTreeSet<u64>,
     pub netns: BTreeSet<u64>,
+    pub uplinks: BTreeSet<u64>,
 }
 
 impl Present {
@@ -225,6 +397,7 @@ impl Present {
         let mut all = self.bridges.clone();
         all.extend(&self.veths);
         all.extend(&self.netns);
+        all.extend(&self.uplinks);
         all
     }
 
@@ -252,6 +425,8 @@ pub fn present(prefix: &str) -> Result<Present, NetworkError> {
             p.bridges.insert(seq);
         } else if let Some(seq) = rest.strip_prefix('g').and_then(parse_seq) {
             p.veths.insert(seq);
+        } else if let Some(seq) = rest.strip_prefix('u').and_then(parse_seq) {
+            p.uplinks.insert(seq);
         }
     }
     let ns_prefix = format!("skiff-vpc-{prefix}-");

@@ -271,6 +271,12 @@ impl Services {
                 vms: store.table()?,
                 prefix: cfg.network.tap_prefix.clone(),
                 mtu: cfg.network.vpc.mtu,
+                transit: cfg
+                    .network
+                    .vpc
+                    .snat
+                    .then(|| crate::network::Cidr::parse(&cfg.network.vpc.transit_cidr).ok())
+                    .flatten(),
                 nameservers: cfg
                     .network
                     .public

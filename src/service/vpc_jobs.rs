@@ -26,6 +26,8 @@ pub(crate) struct NetHost {
     /// Names every host object (`network::vpc::VpcNet`).
     pub prefix: String,
     pub mtu: u32,
+    /// The routers' uplinks come from here when SNAT is on; `None`: SNAT off.
+    pub transit: Option<Cidr>,
     /// Told to guests that ask by DHCP.
     pub nameservers: Vec<Ipv4Addr>,
     /// The DHCP responder of each VPC (by number) and the bindings it answers with.
@@ -47,6 +49,10 @@ impl NetHost {
             gateway: c.first_host(),
             prefix_len: c.prefix,
             mtu: self.mtu,
+            uplink: self
+                .transit
+                .as_ref()
+                .and_then(|t| vpc::Uplink::of(t, v.seq)),
         })
     }
 
@@ -118,6 +124,19 @@ impl NetHost {
                 Err(e) => tracing::warn!(netns = %net.netns(), error = %e, "DHCP responder"),
             }
         }
+    }
+
+    /// The host's part of SNAT (when it is on): forwarding and the masquerade rule.
+    fn ensure_host(&self) -> Result<(), String> {
+        match &self.transit {
+            Some(t) => vpc::ensure_host_nat(&self.prefix, Some(t)).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether VPC `seq`'s objects are all there as the configuration wants them.
+    fn whole(&self, present: &vpc::Present, seq: u64) -> bool {
+        present.complete(seq) && present.uplinks.contains(&seq) == self.transit.is_some()
     }
 
     /// Stops VPC `seq`'s responder (before its namespace goes).
@@ -300,6 +319,11 @@ impl Reconcile for VpcReconciler {
             .collect();
         let first = self.first.swap(false, Ordering::SeqCst);
         let mut drift = Vec::new();
+        if first {
+            if let Err(e) = host.ensure_host() {
+                drift.push(format!("SNAT for VPCs: {e}"));
+            }
+        }
         for v in &vpcs {
             if let Some(kind) = &v.pending {
                 if !live.contains(&v.id.to_string()) {
@@ -313,9 +337,9 @@ impl Reconcile for VpcReconciler {
                 }
                 continue;
             }
-            if v.status == VpcStatus::Active && (first || !present.complete(v.seq)) {
+            if v.status == VpcStatus::Active && (first || !host.whole(&present, v.seq)) {
                 let spec = host.spec(v)?;
-                let whole = present.complete(v.seq);
+                let whole = host.whole(&present, v.seq);
                 match vpc::ensure(&spec) {
                     Ok(()) if !whole => {
                         drift.push(format!("VPC {} lacked host objects; made them", v.id))
