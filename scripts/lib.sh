@@ -65,7 +65,7 @@ need_virt_host() {
         apt-get install -y -qq --no-install-recommends --allow-downgrades \
             "qemu-utils=$v" qemu-system-x86 >/dev/null
     fi
-    need_pkgs libvirt-daemon-system libvirt-clients qemu-system-x86 iproute2 nftables iputils-ping \
+    need_pkgs libvirt-daemon-system libvirt-clients qemu-system-x86 iproute2 nftables conntrack iputils-ping \
         e2fsprogs xfsprogs btrfs-progs
 }
 

@@ -284,6 +284,9 @@ pub struct VpcConfig {
     /// The /31 links between the host and each VPC's router come from here; no VPC
     /// may use it (the default is link-local, which no VPC can).
     pub transit_cidr: String,
+    /// Floating addresses: a prefix routed to this host (empty: none). Each is NATed
+    /// 1:1 to a VPC NIC in its VPC's router.
+    pub floating_cidr: String,
 }
 
 impl Default for VpcConfig {
@@ -292,6 +295,7 @@ impl Default for VpcConfig {
             mtu: 1450,
             snat: false,
             transit_cidr: "169.254.0.0/16".into(),
+            floating_cidr: String::new(),
         }
     }
 }
@@ -737,6 +741,14 @@ impl Config {
         }
         if !(576..=9000).contains(&self.network.vpc.mtu) {
             return Err(bad("network.vpc.mtu", "must be 576 to 9000"));
+        }
+        if !self.network.vpc.floating_cidr.is_empty()
+            && crate::network::Cidr::parse(&self.network.vpc.floating_cidr).is_err()
+        {
+            return Err(bad(
+                "network.vpc.floating_cidr",
+                "must be empty or a.b.c.d/len with len 8 to 30",
+            ));
         }
         if crate::network::Cidr::parse(&self.network.vpc.transit_cidr).is_err() {
             return Err(bad(

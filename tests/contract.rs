@@ -204,6 +204,17 @@ const DEPARTURES: &[Departure] = &[
     d("ST202", 400, "is not a block of the form", false),
     d("ST202", 400, "give name or description", false),
     d("ST202", 400, "are attached to the VPC", false),
+    // Floating IPs: one public IPv4 per VM, no IPv6 pool, the pool's size
+    // (docs/decisions/0012-floating-ips.md).
+    d("ST202", 400, "a public IPv4 address of its own", false),
+    d("ST202", 400, "has a floating IP already", false),
+    d("ST202", 400, "has no VPC NIC", false),
+    d("ST202", 400, "ip_id: ", false),
+    d("ST202", 400, "is attached to a VM", false),
+    d("ST202", 400, "only a reserved IP", false),
+    d("ST202", 400, "own NIC stays", false),
+    d("ST202", 400, "not available on this host", false),
+    d("ST103", 409, "pool is exhausted", false),
     d("ST103", 402, "quota exceeded: vpcs", false),
     d("ST202", 400, "public IP", false),
     d("ST202", 400, "extra_storage", false),
@@ -321,7 +332,10 @@ fn schemathesis_finds_nothing_unexplained_in_the_raff_contract_with_real_compute
     };
     let Some(h) = host() else { return };
     enter_netns(&h.netns);
-    let mut s = Server::start(&config(&h, "10.231.0.192/27", "10.231.0.193", "sct"));
+    let mut s = Server::start(&format!(
+        "{}\n[network.vpc]\nfloating_cidr = \"10.233.0.0/28\"\n",
+        config(&h, "10.231.0.192/27", "10.231.0.193", "sct")
+    ));
     let _guard = DomainGuard(s.data());
     // The run's key: exempt from rate limiting, shown as the contract's `high` tier.
     s.kill();

@@ -36,7 +36,10 @@ fn a_person_manages_a_vm_through_the_dashboard() {
         return;
     }
     enter_netns(&h.netns);
-    let s = Server::start(&config(&h, "10.231.0.224/27", "10.231.0.225", "svd"));
+    let s = Server::start(&format!(
+        "{}\n[network.vpc]\nfloating_cidr = \"10.234.0.0/28\"\n",
+        config(&h, "10.231.0.224/27", "10.231.0.225", "svd")
+    ));
     let _guard = DomainGuard(s.data());
 
     let out = Command::new("timeout")

@@ -376,7 +376,7 @@ fn snat_lets_a_vpc_out_as_the_host_and_nowhere_else() {
     let mut other = with_uplink(3);
     other.gateway = "10.70.0.1".parse().unwrap();
     vpc::ensure(&other).unwrap();
-    vpc::ensure_host_nat(&h.prefix, Some(&transit)).unwrap();
+    vpc::ensure_host_nat(&h.prefix, Some(&transit), true).unwrap();
     let g1 = h.guest("s1", 1, "10.50.0.10");
     let g2 = h.guest("s2", 2, "10.50.0.10");
     let g3 = h.guest("s3", 3, "10.70.0.10");
@@ -439,5 +439,5 @@ fn snat_lets_a_vpc_out_as_the_host_and_nowhere_else() {
     vpc::ensure(&h.spec(1)).unwrap();
     assert!(!connects(&g1, server), "the uplink outlived SNAT");
     assert!(!vpc::present(&h.prefix).unwrap().uplinks.contains(&1));
-    vpc::ensure_host_nat(&h.prefix, None).unwrap();
+    vpc::ensure_host_nat(&h.prefix, None, false).unwrap();
 }

@@ -8,6 +8,7 @@ mod catalog;
 pub mod error;
 mod extract;
 mod images;
+mod ips;
 mod jobs;
 pub mod metrics;
 mod middleware;
@@ -144,6 +145,7 @@ impl utoipa::Modify for BodyResponses {
         snapshots::restore, snapshots::rename,
         vpcs::list, vpcs::create, vpcs::cidr_suggestions, vpcs::get, vpcs::update, vpcs::delete,
         vpcs::attach_vm, vpcs::detach_vm,
+        ips::list, ips::reserve, ips::get, ips::release, ips::change, ips::attach, ips::detach,
     ),
     modifiers(&SecurityAddon, &BodyResponses),
     security(("ApiKeyAuth" = [])),
@@ -312,6 +314,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
                     .route(web::patch().to(volumes::resize))
                     .route(web::delete().to(volumes::delete)),
             )
+            .service(res("/ips", "GET").route(web::get().to(ips::list)))
+            .service(res("/ips/reserve", "POST").route(web::post().to(ips::reserve)))
+            .service(res("/ips/{id}", "GET").route(web::get().to(ips::get)))
+            .service(res("/ips/{id}/reserve", "DELETE").route(web::delete().to(ips::release)))
+            .service(res("/ips/{id}/change", "POST").route(web::post().to(ips::change)))
+            .service(res("/vms/{id}/ip", "POST").route(web::post().to(ips::attach)))
+            .service(res("/vms/{id}/ip/{nic_id}", "DELETE").route(web::delete().to(ips::detach)))
             .service(res("/vms/{id}/vpc", "POST").route(web::post().to(vpcs::attach_vm)))
             .service(
                 res("/vms/{id}/vpc/{nic_id}", "DELETE").route(web::delete().to(vpcs::detach_vm)),

@@ -364,7 +364,30 @@ pub async fn networks(
     let s = &state.services;
     let vm = s.get_vm(&who, &id)?;
     let first_public = vm.nics.iter().find(|n| n.kind == "public").map(|n| n.id);
-    let data = vm
+    // A floating address shows as a public row of its own, with the MAC of the VPC
+    // NIC it reaches.
+    let floating: Vec<VMNetwork> = s
+        .floating_of_vm(&vm)?
+        .into_iter()
+        .filter_map(|f| {
+            let t = f.attached?;
+            let target = vm.nics.iter().find(|n| n.id == t.target_nic)?;
+            Some(VMNetwork {
+                is_primary: first_public.is_none(),
+                nic_id: t.nic_id,
+                network_name: "public".into(),
+                vpc_id: None,
+                ip: f.address,
+                mac: target.mac.clone(),
+                gateway: String::new(),
+                kind: "public".into(),
+                security_group_id: target.security_groups.first().copied(),
+                security_group_ids: target.security_groups.clone(),
+            })
+        })
+        .filter(|_| kind.is_none_or(|k| k == "public"))
+        .collect();
+    let mut data: Vec<VMNetwork> = vm
         .nics
         .into_iter()
         .filter(|n| kind.is_none_or(|k| n.kind == k))
@@ -381,6 +404,7 @@ pub async fn networks(
             security_group_ids: n.security_groups,
         })
         .collect();
+    data.extend(floating);
     Ok(HttpResponse::Ok().json(VMNetworkList {
         success: true,
         data,

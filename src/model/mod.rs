@@ -3,6 +3,7 @@
 mod account;
 mod api_key;
 mod backup;
+mod floating_ip;
 mod job;
 mod project;
 mod security_group;
@@ -16,6 +17,7 @@ mod vpc;
 pub use account::{Account, User};
 pub use api_key::{ApiKey, ProjectAccess, RateLimitTier};
 pub use backup::{Backup, BackupChain, BackupSchedule, BackupStatus};
+pub use floating_ip::{FloatingIp, FloatingTarget};
 pub use job::{Job, JobStatus};
 pub use project::Project;
 pub use security_group::{Family, SecurityGroup, SgDirection, SgProtocol, SgRemote, SgRule};

@@ -62,11 +62,16 @@ pub struct VpcSpec {
 }
 
 /// A /31 between the host (`host`, on `<prefix>u<seq>`) and the router (`router`, on
-/// its `up0`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// its `up0`), and what the router translates on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Uplink {
     pub host: Ipv4Addr,
     pub router: Ipv4Addr,
+    /// Masquerade the VPC's other traffic on its way out (SNAT on).
+    pub masquerade: bool,
+    /// Floating address → the VPC NIC's address, translated both ways (1:1); the
+    /// host routes each floating address to this router.
+    pub floating: Vec<(Ipv4Addr, Ipv4Addr)>,
 }
 
 impl Uplink {
@@ -81,6 +86,8 @@ impl Uplink {
         Some(Uplink {
             host: Ipv4Addr::from(u32::try_from(base).ok()?),
             router: Ipv4Addr::from(u32::try_from(base + 1).ok()?),
+            masquerade: true,
+            floating: Vec::new(),
         })
     }
 }
@@ -147,21 +154,31 @@ pub(crate) fn forwarding(netns: Option<&str>, on: bool) -> Result<(), NetworkErr
     }
 }
 
-/// The host's part of SNAT for every VPC under `prefix`: forwarding on, the
-/// routers' transit range masqueraded on its way out (never into another router's
-/// uplink: no VPC reaches another through the host). With `transit` `None` the
-/// table goes (forwarding stays as it is: other guests may route through the host).
-pub fn ensure_host_nat(prefix: &str, transit: Option<&super::Cidr>) -> Result<(), NetworkError> {
+/// The host's part for every VPC router's uplink under `prefix`: forwarding on,
+/// forwarding from one router's uplink to another's dropped (no VPC reaches another
+/// through the host), and with `masquerade` the routers' transit range masqueraded
+/// on its way out (SNAT). With `transit` `None` the table goes (forwarding stays as
+/// it is: other guests may route through the host).
+pub fn ensure_host_nat(
+    prefix: &str,
+    transit: Option<&super::Cidr>,
+    masquerade: bool,
+) -> Result<(), NetworkError> {
     let table = format!("skiff_{prefix}");
     match transit {
         Some(t) => {
             forwarding(None, true)?;
+            let masq = if masquerade {
+                format!("ip saddr {t} oifname != \"{prefix}u*\" masquerade;")
+            } else {
+                String::new()
+            };
             nft(
                 None,
                 &format!(
                     "table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n\
                      chain skfwd {{ type filter hook forward priority filter; policy accept; iifname \"{prefix}u*\" oifname \"{prefix}u*\" drop; }}\n\
-                     chain sknat {{ type nat hook postrouting priority srcnat; policy accept; ip saddr {t} oifname != \"{prefix}u*\" masquerade; }}\n}}\n"
+                     chain sknat {{ type nat hook postrouting priority srcnat; policy accept; {masq} }}\n}}\n"
                 ),
             )
         }
@@ -169,6 +186,60 @@ pub fn ensure_host_nat(prefix: &str, transit: Option<&super::Cidr>) -> Result<()
             None,
             &format!("table ip {table}\ndelete table ip {table}\n"),
         ),
+    }
+}
+
+/// The router's nftables table for `up`: 1:1 NAT of its floating addresses and,
+/// with SNAT, masquerade of the rest. Replaced whole in one transaction.
+fn router_table(up: &Uplink) -> String {
+    let pairs = |rev: bool| -> String {
+        let e: Vec<String> = up
+            .floating
+            .iter()
+            .map(|(f, p)| {
+                if rev {
+                    format!("{p} : {f}")
+                } else {
+                    format!("{f} : {p}")
+                }
+            })
+            .collect();
+        if e.is_empty() {
+            String::new()
+        } else {
+            format!(" elements = {{ {} }};", e.join(", "))
+        }
+    };
+    let masq = if up.masquerade {
+        "oifname \"up0\" masquerade;"
+    } else {
+        ""
+    };
+    format!(
+        "table ip skiff\ndelete table ip skiff\ntable ip skiff {{\n\
+         map fip {{ type ipv4_addr : ipv4_addr;{} }}\n\
+         map rev {{ type ipv4_addr : ipv4_addr;{} }}\n\
+         chain skpre {{ type nat hook prerouting priority dstnat; policy accept; iifname \"up0\" dnat to ip daddr map @fip; }}\n\
+         chain sknat {{ type nat hook postrouting priority srcnat; policy accept; oifname \"up0\" snat to ip saddr map @rev; {masq} }}\n}}\n",
+        pairs(false),
+        pairs(true)
+    )
+}
+
+/// Forgets the router's tracked connections to and from floating address `fip`, so
+/// a moved address reaches its new VM at once, running flows too. Needs the
+/// `conntrack` tool; without it the old flows run out by themselves (logged).
+pub fn forget_flows(n: &VpcNet, fip: Ipv4Addr) {
+    let ns = n.netns();
+    let f = fip.to_string();
+    for dir in ["-d", "-q"] {
+        let r = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "conntrack", "-D", dir, &f])
+            .output();
+        if let Err(e) = r {
+            tracing::warn!(netns = %ns, error = %e, "conntrack: flows of a moved address run out by themselves");
+            return;
+        }
     }
 }
 
@@ -293,7 +364,7 @@ pub fn create_step(spec: &VpcSpec, step: Step) -> Result<(), NetworkError> {
         Step::Uplink => {
             let ns = n.netns();
             let u = n.uplink();
-            let Some(up) = spec.uplink else {
+            let Some(up) = &spec.uplink else {
                 // SNAT off: no way out of the VPC (the masquerade rule names up0,
                 // which goes with the veth).
                 if link_exists(&u) {
@@ -332,11 +403,28 @@ pub fn create_step(spec: &VpcSpec, step: Step) -> Result<(), NetworkError> {
                 "up0",
             ])?;
             forwarding(Some(&ns), true)?;
-            nft(
-                Some(&ns),
-                "table ip skiff\ndelete table ip skiff\ntable ip skiff {\n\
-                 chain sknat { type nat hook postrouting priority srcnat; policy accept; oifname \"up0\" masquerade; }\n}\n",
-            )
+            nft(Some(&ns), &router_table(up))?;
+            // The host routes each floating address to this router, and no other.
+            let routes = run_ip(&["-4", "route", "show", "dev", &u])?;
+            for line in routes.lines().filter(|l| l.contains(" via ")) {
+                let dst = line.split_whitespace().next().unwrap_or("");
+                let dst_ip = dst.split('/').next().unwrap_or(dst);
+                if !up.floating.iter().any(|(f, _)| f.to_string() == dst_ip) {
+                    run_ip(&["route", "del", dst, "dev", &u])?;
+                }
+            }
+            for (f, _) in &up.floating {
+                run_ip(&[
+                    "route",
+                    "replace",
+                    &format!("{f}/32"),
+                    "via",
+                    &up.router.to_string(),
+                    "dev",
+                    &u,
+                ])?;
+            }
+            Ok(())
         }
     }
 }

@@ -8,6 +8,7 @@ mod backup_schedules;
 mod backups;
 pub mod catalog;
 mod firewall;
+mod floating;
 mod host;
 mod image_jobs;
 mod init;
@@ -40,6 +41,7 @@ pub use authz::Principal;
 pub use backup_schedules::{runtime_text, BackupScheduler, ScheduleWrite};
 pub use backups::storage_mb;
 pub use firewall::FirewallReconciler;
+pub use floating::{Attached, IpFilter};
 pub use host::{HostCapacity, HostOverview};
 pub use image_jobs::ImageReconciler;
 pub use init::InitReport;
@@ -183,6 +185,9 @@ struct Inner {
     volumes: Table<Volume>,
     snapshots: Table<Snapshot>,
     vpcs: Table<Vpc>,
+    floating: Table<crate::model::FloatingIp>,
+    /// `[network.vpc] floating_cidr`; empty: no floating addresses.
+    floating_cidr: String,
     /// VPCs' host objects; `None` when compute is off (VPC calls answer 503).
     net_host: Option<Arc<vpc_jobs::NetHost>>,
     /// The security-group data plane; `None` when compute is off or it cannot load
@@ -271,12 +276,11 @@ impl Services {
                 vms: store.table()?,
                 prefix: cfg.network.tap_prefix.clone(),
                 mtu: cfg.network.vpc.mtu,
-                transit: cfg
-                    .network
-                    .vpc
-                    .snat
+                transit: (cfg.network.vpc.snat || !cfg.network.vpc.floating_cidr.is_empty())
                     .then(|| crate::network::Cidr::parse(&cfg.network.vpc.transit_cidr).ok())
                     .flatten(),
+                snat: cfg.network.vpc.snat,
+                floating: store.table()?,
                 nameservers: cfg
                     .network
                     .public
@@ -376,6 +380,8 @@ impl Services {
                 volumes: store.table()?,
                 snapshots: store.table()?,
                 vpcs: store.table()?,
+                floating: store.table()?,
+                floating_cidr: cfg.network.vpc.floating_cidr.clone(),
                 net_host,
                 firewall,
                 firewall_down,

@@ -177,6 +177,15 @@ impl Services {
         if vm.nics.len() == 1 {
             return Err(invalid("the NIC is the VM's last: a VM keeps at least one"));
         }
+        if self
+            .floating_of_vm(&vm)?
+            .iter()
+            .any(|f| f.attached.as_ref().is_some_and(|t| t.target_nic == nic_id))
+        {
+            return Err(invalid(
+                "a floating IP reaches the VM through this NIC: detach it first (DELETE /api/v1/vms/{id}/ip/{nic_id})",
+            ));
+        }
         Self::settled(&vm)?;
         Self::nics_idle(&vm)?;
         self.hypervisor()?;

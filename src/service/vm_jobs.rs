@@ -541,6 +541,7 @@ impl VmHost {
         if let Some(fw) = &self.firewall {
             fw.sync_logged();
         }
+        self.net.drop_floating_of(&vm, &self.leases)?;
         if delete_vpc {
             for vpc in vm.nics.iter().filter_map(|n| n.vpc_id.as_ref()) {
                 self.net.delete_if_empty(vpc, &self.leases)?;

@@ -55,6 +55,27 @@ impl Reconcile for VmReconciler {
                     _ => None,
                 }
             };
+            // A NIC change recorded whose job never got submitted (a crash between).
+            let nic_job = vm
+                .nics
+                .iter()
+                .find_map(|n| n.pending.as_deref().map(|p| (format!("vm.nic_{p}"), n.id)));
+            if let (None, Some((kind, nic))) = (job, &nic_job) {
+                s.jobs
+                    .submit(NewJob {
+                        kind: kind.clone(),
+                        target: format!("vm/{}", vm.id),
+                        account_id: Some(vm.account_id),
+                        project_id: Some(vm.project_id),
+                        params: serde_json::json!({ "vm_id": vm.id, "nic_id": nic }),
+                    })
+                    .map_err(|e| e.to_string())?;
+                drift.push(format!(
+                    "VM {} was left with NIC {nic} under {kind} and no job; resubmitted it",
+                    vm.id
+                ));
+                continue;
+            }
             if let Some(kind) = job {
                 s.jobs
                     .submit(NewJob {
@@ -96,8 +117,12 @@ impl Reconcile for VmReconciler {
                 drift.push(format!("domain {d} has no VM record; left alone"));
             }
         }
-        let ids: HashSet<uuid::Uuid> = vms.iter().map(|v| v.id).collect();
-        for lease in s.leases.all().map_err(e)? {
+        // Leases first, holders second: a VM (or floating address) records its
+        // lease before itself, so one made meanwhile is never taken for an orphan.
+        let leases = s.leases.all().map_err(e)?;
+        let mut ids: HashSet<uuid::Uuid> = s.vms.all().map_err(e)?.iter().map(|v| v.id).collect();
+        ids.extend(s.floating.all().map_err(e)?.iter().map(|f| f.id));
+        for lease in leases {
             if !ids.contains(&lease.vm_id) {
                 s.leases
                     .delete(&format!("{}/{}", lease.pool, lease.ip).into_bytes())

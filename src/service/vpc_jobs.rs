@@ -26,8 +26,12 @@ pub(crate) struct NetHost {
     /// Names every host object (`network::vpc::VpcNet`).
     pub prefix: String,
     pub mtu: u32,
-    /// The routers' uplinks come from here when SNAT is on; `None`: SNAT off.
+    /// The routers' uplinks come from here when SNAT or floating addresses are on;
+    /// `None`: no uplinks.
     pub transit: Option<Cidr>,
+    /// Masquerade VPC traffic on its way out (SNAT).
+    pub snat: bool,
+    pub floating: Table<crate::model::FloatingIp>,
     /// Told to guests that ask by DHCP.
     pub nameservers: Vec<Ipv4Addr>,
     /// The DHCP responder of each VPC (by number) and the bindings it answers with.
@@ -49,10 +53,18 @@ impl NetHost {
             gateway: c.first_host(),
             prefix_len: c.prefix,
             mtu: self.mtu,
-            uplink: self
+            uplink: match self
                 .transit
                 .as_ref()
-                .and_then(|t| vpc::Uplink::of(t, v.seq)),
+                .and_then(|t| vpc::Uplink::of(t, v.seq))
+            {
+                Some(mut up) => {
+                    up.masquerade = self.snat;
+                    up.floating = self.floating_of(v)?;
+                    Some(up)
+                }
+                None => None,
+            },
         })
     }
 
@@ -126,10 +138,98 @@ impl NetHost {
         }
     }
 
-    /// The host's part of SNAT (when it is on): forwarding and the masquerade rule.
+    /// The floating addresses attached to NICs of VPC `v`: (floating, NIC address).
+    fn floating_of(&self, v: &Vpc) -> Result<Vec<(Ipv4Addr, Ipv4Addr)>, String> {
+        let mut out = Vec::new();
+        for f in self.floating.all().map_err(|e| e.to_string())? {
+            let Some(t) = &f.attached else { continue };
+            let Some(vm) = self
+                .vms
+                .get(&uuid_key(&t.vm_id))
+                .map_err(|e| e.to_string())?
+            else {
+                continue;
+            };
+            let Some(nic) = vm.nics.iter().find(|n| n.id == t.target_nic) else {
+                continue;
+            };
+            if nic.vpc_id != Some(v.id) || vm.deleting {
+                continue;
+            }
+            if let (Ok(a), Ok(b)) = (f.address.parse(), nic.ip.parse()) {
+                out.push((a, b));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Rewrites the floating-address NAT of VPC `id`'s router (and the host's routes
+    /// to it); then forgets the router's flows of `moved` (addresses that left it).
+    pub fn sync_floating(&self, id: &uuid::Uuid, moved: &[Ipv4Addr]) -> Result<(), String> {
+        let Some(v) = self.vpc(id)? else {
+            return Ok(());
+        };
+        if v.status != VpcStatus::Active {
+            return Ok(());
+        }
+        let spec = self.spec(&v)?;
+        vpc::create_step(&spec, vpc::Step::Uplink).map_err(|e| e.to_string())?;
+        for f in moved {
+            vpc::forget_flows(&spec.net, *f);
+        }
+        Ok(())
+    }
+
+    /// Detaches the floating addresses of VM `vm` (being deleted): a reserved one
+    /// stays the project's, one that was not goes back to the pool; the routers
+    /// forget them.
+    pub fn drop_floating_of(
+        &self,
+        vm: &Vm,
+        leases: &Table<crate::model::IpLease>,
+    ) -> Result<(), String> {
+        let e = |e: StoreError| e.to_string();
+        for f in self.floating.all().map_err(e)? {
+            let Some(t) = &f.attached else { continue };
+            if t.vm_id != vm.id {
+                continue;
+            }
+            if f.reserved {
+                self.floating
+                    .update::<StoreError>(&uuid_key(&f.id), |f| {
+                        f.attached = None;
+                        f.updated_at = now();
+                        Ok(())
+                    })
+                    .map_err(e)?;
+            } else {
+                self.floating.delete(&uuid_key(&f.id)).map_err(e)?;
+                leases
+                    .delete(
+                        &format!("{}/{}", crate::model::FloatingIp::POOL, f.address).into_bytes(),
+                    )
+                    .map_err(e)?;
+            }
+            let vpc = vm
+                .nics
+                .iter()
+                .find(|n| n.id == t.target_nic)
+                .and_then(|n| n.vpc_id);
+            if let (Some(vpc), Ok(addr)) = (vpc, f.address.parse()) {
+                self.sync_floating(&vpc, &[addr])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The host's part of the routers' uplinks (when there are any): forwarding,
+    /// no router to router, and masquerade with SNAT.
     fn ensure_host(&self) -> Result<(), String> {
         match &self.transit {
-            Some(t) => vpc::ensure_host_nat(&self.prefix, Some(t)).map_err(|e| e.to_string()),
+            Some(t) => {
+                vpc::ensure_host_nat(&self.prefix, Some(t), self.snat).map_err(|e| e.to_string())
+            }
             None => Ok(()),
         }
     }

@@ -11,6 +11,7 @@ mod auth;
 mod backups;
 mod console;
 mod error;
+mod ips;
 mod keys;
 mod overview;
 mod security_groups;
@@ -97,6 +98,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(security_groups::routes)
                 .configure(volumes::routes)
                 .configure(vpcs::routes)
+                .configure(ips::routes)
                 .configure(keys::routes)
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(WebError::NotFound)

@@ -159,6 +159,18 @@ try {
   await backRow.locator('button:has-text("Delete")').click();
   assert.match(await flash(), /VPC backend deleted/);
   assert.equal(await page.locator('#vpcs tr', { hasText: 'backend' }).count(), 0);
+
+  step('a floating IP: reserved, then released');
+  await page.goto(`${base}/ui/ips`);
+  await page.click('#reserve-ip button[type=submit]');
+  const reserved = (await flash()).match(/IP (10\.234\.0\.\d+) reserved/);
+  assert.ok(reserved, 'the flash names the address');
+  const ipRow = page.locator('#ips tr', { hasText: reserved[1] });
+  assert.match(await ipRow.textContent(), /free/);
+  await shot('ips');
+  await ipRow.locator('button:has-text("Release")').click();
+  assert.match(await flash(), new RegExp(`IP ${reserved[1].replace(/\./g, '\\.')} released`));
+  assert.equal(await page.locator('#ips tr', { hasText: reserved[1] }).count(), 0);
   await page.goto(vmUrl);
 
   step('open its console: noVNC connects through the websocket proxy');

@@ -109,3 +109,96 @@ pub struct AttachVpcRequest {
     #[schema(example = "10.0.1.42")]
     pub ip: Option<String>,
 }
+
+// ---------------------------------------------------------------- floating IPs
+
+#[derive(Serialize, ToSchema)]
+pub struct FloatingIp {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub project_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<Uuid>,
+    #[schema(example = "203.0.113.42")]
+    pub ip_address: String,
+    /// `IPv4`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `free` or `in-use`.
+    pub status: String,
+    pub reserved: bool,
+    pub region: String,
+    /// skiff: the catalog's hourly price of an IPv4 address (`/public/pricing/ip`).
+    pub price_per_hour: String,
+    /// skiff: the VM it is attached to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_id: Option<Uuid>,
+    /// skiff: the attachment's NIC id (for `DELETE /vms/{id}/ip/{nic_id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nic_id: Option<u64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+single!(FloatingIpResponse, FloatingIp);
+paged!(FloatingIpList, FloatingIp);
+
+#[derive(Serialize, ToSchema)]
+pub struct ChangeIpResponse {
+    pub success: bool,
+    pub old_ip: FloatingIp,
+    pub new_ip: FloatingIp,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct ReserveIpRequest {
+    /// `IPv4` (default); `IPv6` is 400 on this host.
+    #[serde(default, rename = "type", deserialize_with = "present")]
+    pub kind: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub region: Option<String>,
+    /// Accepted and ignored (no billing on a self-hosted box).
+    #[serde(default, deserialize_with = "present")]
+    pub billing_period: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct AttachIpRequest {
+    /// A reserved IP of the VM's project; `type` is ignored when given.
+    #[serde(default, deserialize_with = "present")]
+    pub ip_id: Option<Uuid>,
+    /// A new address from the pool (`IPv4`), released again on detach.
+    #[serde(default, rename = "type", deserialize_with = "present")]
+    pub kind: Option<String>,
+    /// Accepted; security groups apply to the VPC NIC the address reaches.
+    #[serde(default)]
+    pub security_groups: Vec<Uuid>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AttachIpData {
+    pub vm_id: Uuid,
+    pub ip_address: String,
+    pub nic_id: u64,
+    pub mac: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AttachIpResponse {
+    pub success: bool,
+    pub message: String,
+    pub data: AttachIpData,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct IpQuery {
+    #[param(value_type = Option<bool>)]
+    pub reserved: Option<String>,
+    /// `free` or `in-use`.
+    pub status: Option<String>,
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<String>,
+    #[param(value_type = Option<i64>)]
+    pub offset: Option<String>,
+}
