@@ -98,6 +98,17 @@ pub fn page(
     })
 }
 
+/// `/vms/{id}/…/{nic_id}`: the VM's id and the NIC's (a NIC id that is no number
+/// names nothing: 404).
+pub fn vm_nic((vm, nic): (String, String)) -> Result<(Uuid, u64), ApiError> {
+    let vm = path_uuid(&vm, "VM")?;
+    let nic = nic
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::new(actix_web::http::StatusCode::NOT_FOUND, "NIC not found"))?;
+    Ok((vm, nic))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
 use super::error::ApiError;
-use super::extract::{optional_uuid, page, path_uuid, Caller, ProjectHeader};
+use super::extract::{optional_uuid, page, path_uuid, vm_nic, Caller, ProjectHeader};
 use super::security_groups::off_worker;
 use super::types::{self, *};
 use super::AppState;
@@ -262,12 +262,7 @@ pub async fn detach(
     ProjectHeader(project): ProjectHeader,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, nic) = path.into_inner();
-    let vm = path_uuid(&id, "VM")?;
-    let nic: u64 = nic
-        .trim()
-        .parse()
-        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "NIC not found"))?;
+    let (vm, nic) = vm_nic(path.into_inner())?;
     let s = state.services.clone();
     let f = off_worker(move || s.detach_ip(&who, project.as_deref(), &vm, nic)).await?;
     Ok(super::vms::done(format!("IP {} detached", f.address)))

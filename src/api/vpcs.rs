@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
 use super::error::ApiError;
-use super::extract::{optional_uuid, path_uuid, Caller, ProjectHeader};
+use super::extract::{optional_uuid, path_uuid, vm_nic, Caller, ProjectHeader};
 use super::security_groups::off_worker;
 use super::types::{self, *};
 use super::volumes::wait_for_job;
@@ -315,12 +315,7 @@ pub async fn detach_vm(
     ProjectHeader(project): ProjectHeader,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, nic) = path.into_inner();
-    let vm = path_uuid(&id, "VM")?;
-    let nic: u64 = nic
-        .trim()
-        .parse()
-        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "NIC not found"))?;
+    let (vm, nic) = vm_nic(path.into_inner())?;
     let s = state.services.clone();
     let caller = who.clone();
     let job = off_worker(move || s.detach_vpc(&who, project.as_deref(), &vm, nic)).await?;
