@@ -99,6 +99,7 @@ fn seed(db: &std::path::Path, account: Uuid, project: Uuid) -> (Uuid, Uuid) {
                 vpc_id: None,
                 mtu: None,
                 pending: None,
+                ip6: None,
             }],
             tags: vec![VmTag {
                 id: Uuid::new_v4(),

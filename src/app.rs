@@ -141,6 +141,9 @@ fn start_compute(cfg: &Config) -> Result<Arc<dyn Hypervisor>, String> {
     };
     bridge::ensure(&net.bridge, &format!("{gateway}/{}", cidr.prefix))
         .map_err(|e| e.to_string())?;
+    if let Some(p) = crate::network::Prefix64::parse(&net.ipv6_prefix) {
+        bridge::ensure_v6(&net.bridge, &format!("{}/64", p.host(1))).map_err(|e| e.to_string())?;
+    }
     let hv = Libvirt::connect(&cfg.compute.libvirt_uri, accel).map_err(|e| e.to_string())?;
     tracing::info!(accel = accel.as_str(), uri = %cfg.compute.libvirt_uri, bridge = %net.bridge, "compute ready");
     Ok(Arc::new(hv))

@@ -366,6 +366,10 @@ pub struct PublicNetworkConfig {
     /// The guests' default gateway; never handed out. Empty: the pool's first address.
     pub gateway: String,
     pub nameservers: Vec<String>,
+    /// A /64 routed to this host (`2001:db8:1::/64`); empty: no IPv6. The host takes
+    /// `::1` on the bridge (the guests' IPv6 gateway); each public NIC gets
+    /// `::1:<its NIC id>` (hexadecimal: NIC 26 is `::1:1a`).
+    pub ipv6_prefix: String,
 }
 
 impl Default for PublicNetworkConfig {
@@ -375,6 +379,7 @@ impl Default for PublicNetworkConfig {
             cidr: "10.231.0.0/24".into(),
             gateway: String::new(),
             nameservers: Vec::new(),
+            ipv6_prefix: String::new(),
         }
     }
 }
@@ -754,6 +759,12 @@ impl Config {
             return Err(bad(
                 "network.vpc.transit_cidr",
                 "must be a.b.c.d/len with len 8 to 30",
+            ));
+        }
+        if !p.ipv6_prefix.is_empty() && crate::network::Prefix64::parse(&p.ipv6_prefix).is_none() {
+            return Err(bad(
+                "network.public.ipv6_prefix",
+                "must be empty or an IPv6 /64 such as 2001:db8:1::/64",
             ));
         }
         if p.bridge.is_empty() || p.bridge.len() > 15 {

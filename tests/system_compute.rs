@@ -110,6 +110,7 @@ fn a_guest_boots_from_the_template_reads_its_seed_and_goes_away_cleanly() {
                 mac: "52:54:00:aa:bb:01".into(),
                 addresses: vec!["10.231.0.50/24".into()],
                 gateway: Some("10.231.0.1".into()),
+                gateway6: None,
                 mtu: None,
             }],
             nameservers: vec![],

@@ -81,17 +81,9 @@ fn a_floating_ip_follows_its_vm_and_leaves_nothing_behind() {
     ip(&[
         "link", "add", "svlx0", "type", "veth", "peer", "name", "eth0", "netns", CLIENT,
     ]);
-    ip(&["addr", "add", "198.51.100.1/24", "dev", "svlx0"]);
+    ip(&["addr", "add", "203.0.113.1/24", "dev", "svlx0"]);
     ip(&["link", "set", "svlx0", "up"]);
-    ip(&[
-        "-n",
-        CLIENT,
-        "addr",
-        "add",
-        "198.51.100.2/24",
-        "dev",
-        "eth0",
-    ]);
+    ip(&["-n", CLIENT, "addr", "add", "203.0.113.2/24", "dev", "eth0"]);
     ip(&["-n", CLIENT, "link", "set", "eth0", "up"]);
     ip(&[
         "-n",
@@ -100,7 +92,7 @@ fn a_floating_ip_follows_its_vm_and_leaves_nothing_behind() {
         "add",
         "10.232.0.0/28",
         "via",
-        "198.51.100.1",
+        "203.0.113.1",
     ]);
 
     // Two VPC-only guests, each in a VPC of its own (the contract's default).

@@ -75,7 +75,7 @@ fn guests_in_a_vpc_reach_each_other_and_nothing_else() {
     let Some(h) = host() else { return };
     enter_netns(&h.netns);
     let _vg = VpcGuard(PREFIX);
-    let mut s = Server::start(&config(&h, "10.231.0.64/27", "10.231.0.65", PREFIX));
+    let mut s = Server::start(&config(&h, "10.231.0.80/28", "10.231.0.81", PREFIX));
     let _guard = DomainGuard(s.data());
     s.kill();
     let other = s.create_account("tenant-b");

@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::Duration;
 
-const PREFIX: &str = "svs";
+const PREFIX: &str = "svn";
 
 fn ip(args: &[&str]) {
     let o = Command::new("ip").args(args).output().unwrap();
@@ -59,14 +59,14 @@ fn a_vpc_only_guest_reaches_out_through_the_host_only_with_snat() {
     let Some(h) = host() else { return };
     enter_netns(&h.netns);
     let _vg = VpcGuard(PREFIX);
-    let base = config(&h, "10.231.0.96/28", "10.231.0.97", PREFIX);
+    let base = config(&h, "10.231.0.144/28", "10.231.0.145", PREFIX);
     let mut s = Server::start(&format!("{base}\n[network.vpc]\nsnat = true\n"));
     let _guard = DomainGuard(s.data());
     let p = s.admin.project_id.clone();
 
     // "The internet": a namespace behind a link of the host's, with a server that
     // says who connected.
-    let inet = "svs-inet";
+    let inet = "svn-inet";
     let _ = Command::new("ip").args(["netns", "del", inet]).status();
     ip(&["netns", "add", inet]);
     struct Gone(&'static str);
@@ -77,10 +77,10 @@ fn a_vpc_only_guest_reaches_out_through_the_host_only_with_snat() {
     }
     let _gone = Gone(inet);
     ip(&[
-        "link", "add", "svsx0", "type", "veth", "peer", "name", "eth0", "netns", inet,
+        "link", "add", "svnx0", "type", "veth", "peer", "name", "eth0", "netns", inet,
     ]);
-    ip(&["addr", "add", "198.51.100.1/24", "dev", "svsx0"]);
-    ip(&["link", "set", "svsx0", "up"]);
+    ip(&["addr", "add", "198.51.100.1/24", "dev", "svnx0"]);
+    ip(&["link", "set", "svnx0", "up"]);
     ip(&["-n", inet, "addr", "add", "198.51.100.2/24", "dev", "eth0"]);
     ip(&["-n", inet, "link", "set", "eth0", "up"]);
     let (tx, rx) = std::sync::mpsc::channel();

@@ -3,7 +3,8 @@
 # two guests (each with a public NIC and a NIC in one VPC) send over the public bridge
 # (the peer: a plain Linux bridge, no VPC) and over the VPC, in the same run, several
 # rounds each, both directions; also the worst case of the VPC path: with a security
-# group on the receiving VPC NIC (every packet through the eBPF rules and conntrack).
+# group on the receiving VPC NIC (every packet through the eBPF rules and conntrack);
+# and through a floating IP to a third guest that has no public address.
 # The guests are the test template (busybox: dd | nc), so the numbers are what TCG (or
 # KVM) guests reach here, not the wire.
 # Runs as root, entirely inside the test network namespace (scripts/lib.sh).
@@ -48,6 +49,8 @@ boot_timeout_secs = 300
 tap_prefix = "bvp"
 [network.firewall]
 bpf_dir = "/sys/fs/bpf/skiff-test-bvp"
+[network.vpc]
+floating_cidr = "10.235.0.0/28"
 [network.public]
 bridge = "$SKT_BRIDGE"
 cidr = "10.231.0.0/24"
@@ -104,8 +107,14 @@ A=$(api -X POST -d "{\"name\":\"bench-a\",\"template_id\":\"$TID\",\"pricing_id\
 VPC=$(api "http://127.0.0.1:18481/api/v1/vms/$A/networks" | jq -r '.data[] | select(.type=="vpc") | .vpc_id')
 B=$(api -X POST -d "{\"name\":\"bench-b\",\"template_id\":\"$TID\",\"pricing_id\":1,\"region\":\"us-east\",\"ssh_keys\":[\"$KEY\"],\"vpc_id\":\"$VPC\"}" \
     http://127.0.0.1:18481/api/v1/vms | jq -r .data.id)
+# C: no public address, a VPC of its own, reached through a floating IP.
+C=$(api -X POST -d "{\"name\":\"bench-c\",\"template_id\":\"$TID\",\"pricing_id\":1,\"region\":\"us-east\",\"ssh_keys\":[\"$KEY\"],\"skip_public_ip\":true}" \
+    http://127.0.0.1:18481/api/v1/vms | jq -r .data.id)
 wait_active "$A"
 wait_active "$B"
+wait_active "$C"
+FC=$(api -X POST -d '{"type":"IPv4"}' "http://127.0.0.1:18481/api/v1/vms/$C/ip" | jq -r .data.ip_address)
+say "C: floating $FC"
 addr() { api "http://127.0.0.1:18481/api/v1/vms/$1/networks" | jq -r ".data[] | select(.type==\"$2\") | .ip"; }
 PA=$(addr "$A" public); PB=$(addr "$B" public); VA=$(addr "$A" vpc); VB=$(addr "$B" vpc)
 say "A: $PA / $VA, B: $PB / $VB"
@@ -157,6 +166,7 @@ G=$(api -X POST -d '{"name":"bench-in","rules":[{"protocol":"TCP","rule_type":"I
 NB=$(api "http://127.0.0.1:18481/api/v1/vms/$B/networks" | jq -r '.data[] | select(.type=="vpc") | .nic_id')
 api -X POST -d "{\"security_group_id\":\"$G\",\"nic_id\":$NB}" "http://127.0.0.1:18481/api/v1/vms/$B/security-groups" >/dev/null
 run "vpc+group a-b" "$PA" "$VB" "$PB"
+run "floating a-c" "$PA" "$FC" "$FC"
 
 med() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 minv() { tr ' ' '\n' <<<"$1" | grep . | sort -n | head -n 1; }
@@ -182,6 +192,7 @@ $(row "vpc a-b" "VPC, A → B")
 $(row "bridge b-a" "public bridge, B → A")
 $(row "vpc b-a" "VPC, B → A")
 $(row "vpc+group a-b" "VPC, A → B, group with rules on B's VPC NIC (worst case)")
+$(row "floating a-c" "floating IP, A → C (host route, 1:1 NAT in C's VPC router; C has no public address)")
 <!-- vpc-bench:end -->
 MD
 )

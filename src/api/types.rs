@@ -668,7 +668,7 @@ pub struct RenameVMRequest {
     pub name: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, ToSchema, Clone)]
 pub struct VMNetwork {
     pub nic_id: u64,
     pub network_name: String,

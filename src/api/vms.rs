@@ -387,10 +387,14 @@ pub async fn networks(
         })
         .filter(|_| kind.is_none_or(|k| k == "public"))
         .collect();
+    let vm6: Vec<(u64, String)> = vm
+        .nics
+        .iter()
+        .filter_map(|n| n.ip6.clone().map(|a| (n.id, a)))
+        .collect();
     let mut data: Vec<VMNetwork> = vm
         .nics
         .into_iter()
-        .filter(|n| kind.is_none_or(|k| n.kind == k))
         .map(|n| VMNetwork {
             is_primary: Some(n.id) == first_public,
             nic_id: n.id,
@@ -404,6 +408,23 @@ pub async fn networks(
             security_group_ids: n.security_groups,
         })
         .collect();
+    // A public NIC's IPv6 address is a row of its own (the same NIC).
+    let v6: Vec<VMNetwork> = data
+        .iter()
+        .filter(|n| n.kind == "public")
+        .filter_map(|n| {
+            let nic = vm6.iter().find(|(id, _)| *id == n.nic_id)?;
+            Some(VMNetwork {
+                ip: nic.1.clone(),
+                kind: "ipv6".into(),
+                gateway: s.gateway6().unwrap_or_default(),
+                is_primary: false,
+                ..n.clone()
+            })
+        })
+        .collect();
+    data.retain(|n| kind.is_none_or(|k| n.kind == k));
+    data.extend(v6.into_iter().filter(|_| kind.is_none_or(|k| k == "ipv6")));
     data.extend(floating);
     Ok(HttpResponse::Ok().json(VMNetworkList {
         success: true,

@@ -15,6 +15,8 @@ pub struct GuestNic {
     /// CIDR notation, e.g. `203.0.113.10/24`.
     pub addresses: Vec<String>,
     pub gateway: Option<String>,
+    /// The IPv6 default gateway (a public NIC with an IPv6 address).
+    pub gateway6: Option<String>,
     /// The link MTU (a VPC's); `None` leaves the driver's.
     pub mtu: Option<u32>,
 }
@@ -87,6 +89,9 @@ pub fn network_config(c: &GuestConfig) -> String {
         }
         if let Some(gw) = &nic.gateway {
             n.push_str(&format!("    gateway4: {}\n", q(gw)));
+        }
+        if let Some(gw) = &nic.gateway6 {
+            n.push_str(&format!("    gateway6: {}\n", q(gw)));
         }
         if let Some(mtu) = nic.mtu {
             n.push_str(&format!("    mtu: {mtu}\n"));
@@ -162,6 +167,7 @@ mod tests {
                 mac: "52:54:00:00:00:01".into(),
                 addresses: vec!["203.0.113.10/24".into()],
                 gateway: Some("203.0.113.1".into()),
+                gateway6: None,
                 mtu: None,
             }],
             nameservers: vec!["192.0.2.53".into()],
@@ -193,6 +199,7 @@ mod tests {
             mac: "52:54:00:00:00:02".into(),
             addresses: vec!["10.0.1.2/24".into()],
             gateway: None,
+            gateway6: None,
             mtu: Some(1450),
         });
         let n = network_config(&c);

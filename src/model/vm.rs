@@ -112,6 +112,9 @@ pub struct Nic {
     /// NICs is taken until it ends.
     #[serde(default)]
     pub pending: Option<String>,
+    /// A public NIC's IPv6 address (`[network.public] ipv6_prefix`; /64).
+    #[serde(default)]
+    pub ip6: Option<String>,
 }
 
 impl Nic {

@@ -19,3 +19,16 @@ pub fn ensure(name: &str, gateway_cidr: &str) -> Result<(), NetworkError> {
     }
     run_ip(&["link", "set", name, "up"]).map(drop)
 }
+
+/// Puts `cidr` (an IPv6 address with its length) on bridge `name` without duplicate
+/// address detection (the host's own prefix), and turns IPv6 forwarding on.
+pub fn ensure_v6(name: &str, cidr: &str) -> Result<(), NetworkError> {
+    let addrs = run_ip(&["-o", "-6", "addr", "show", "dev", name])?;
+    if !addrs.contains(&format!(" {cidr} ")) {
+        run_ip(&["-6", "addr", "add", cidr, "dev", name, "nodad"])?;
+    }
+    std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1").map_err(|e| NetworkError::Host {
+        what: "setting net.ipv6.conf.all.forwarding".into(),
+        reason: e.to_string(),
+    })
+}

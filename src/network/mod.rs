@@ -86,6 +86,27 @@ impl std::fmt::Display for Cidr {
     }
 }
 
+/// An IPv6 /64 of the public network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefix64(pub std::net::Ipv6Addr);
+
+impl Prefix64 {
+    /// `a:b:c:d::/64` (the host bits must be zero).
+    pub fn parse(s: &str) -> Option<Prefix64> {
+        let (addr, len) = s.trim().split_once('/')?;
+        let addr: std::net::Ipv6Addr = addr.parse().ok()?;
+        if len != "64" || u128::from(addr) & u128::from(u64::MAX) != 0 {
+            return None;
+        }
+        Some(Prefix64(addr))
+    }
+
+    /// The address with `low` as its low 64 bits.
+    pub fn host(&self, low: u64) -> std::net::Ipv6Addr {
+        std::net::Ipv6Addr::from(u128::from(self.0) | u128::from(low))
+    }
+}
+
 /// A locally administered MAC in QEMU's prefix, from 3 random bytes.
 pub fn random_mac() -> String {
     let b: [u8; 3] = rand::random();
@@ -130,5 +151,16 @@ mod tests {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
         assert!(random_mac().starts_with("52:54:00:"));
+        let p = Prefix64::parse("2001:db8:1::/64").unwrap();
+        assert_eq!(p.host(1).to_string(), "2001:db8:1::1");
+        assert_eq!(p.host(0x1234).to_string(), "2001:db8:1::1234");
+        for bad in [
+            "2001:db8:1::/48",
+            "2001:db8:1::5/64",
+            "nonsense/64",
+            "2001:db8::",
+        ] {
+            assert!(Prefix64::parse(bad).is_none(), "{bad}");
+        }
     }
 }

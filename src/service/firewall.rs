@@ -104,16 +104,21 @@ pub(crate) fn policies(vms: &[Vm], groups: &[SecurityGroup]) -> Vec<(String, Nic
     let mut members: HashMap<String, HashMap<Uuid, Vec<IpAddr>>> = HashMap::new();
     for vm in vms.iter().filter(|v| !v.deleting) {
         for nic in &vm.nics {
-            let Ok(ip) = nic.ip.parse::<IpAddr>() else {
-                continue;
-            };
-            for g in &nic.security_groups {
-                members
-                    .entry(nic.pool())
-                    .or_default()
-                    .entry(*g)
-                    .or_default()
-                    .push(ip);
+            let ips = nic
+                .ip
+                .parse::<IpAddr>()
+                .ok()
+                .into_iter()
+                .chain(nic.ip6.as_deref().and_then(|a| a.parse().ok()));
+            for ip in ips {
+                for g in &nic.security_groups {
+                    members
+                        .entry(nic.pool())
+                        .or_default()
+                        .entry(*g)
+                        .or_default()
+                        .push(ip);
+                }
             }
         }
     }
@@ -131,6 +136,7 @@ pub(crate) fn policies(vms: &[Vm], groups: &[SecurityGroup]) -> Vec<(String, Nic
                 .collect();
             let rules: Vec<&SgRule> = attached.iter().flat_map(|g| g.rules.iter()).collect();
             let mut addrs: Vec<IpAddr> = nic.ip.parse().into_iter().collect();
+            addrs.extend(nic.ip6.as_deref().and_then(|a| a.parse::<IpAddr>().ok()));
             addrs.push(link_local(mac));
             out.push((
                 nic.tap.clone(),
@@ -257,6 +263,7 @@ mod tests {
             vpc_id: vpc,
             mtu: None,
             pending: None,
+            ip6: None,
         }
     }
 

@@ -292,6 +292,8 @@ impl Services {
             });
             let host = Arc::new(vm_jobs::VmHost {
                 net: nh.clone(),
+                gateway6: crate::network::Prefix64::parse(&cfg.network.public.ipv6_prefix)
+                    .map(|p| p.host(1).to_string()),
                 vms: store.table()?,
                 leases: store.table()?,
                 volumes: store.table()?,

@@ -113,6 +113,7 @@ impl Services {
             vpc_id: Some(vpc.id),
             mtu: Some(mtu),
             pending: Some("attach".into()),
+            ip6: None,
         };
         let vm = self
             .inner

@@ -41,6 +41,8 @@ pub(crate) struct VmHost {
     pub access: crate::compute::access::QemuAccess,
     /// VPCs' host objects: a VPC NIC's bridge is made sure of before every start.
     pub net: Arc<super::vpc_jobs::NetHost>,
+    /// The host's address in the public IPv6 prefix (the guests' IPv6 gateway).
+    pub gateway6: Option<String>,
 }
 
 pub(crate) const KINDS: &[&str] = &[
@@ -242,8 +244,16 @@ impl VmHost {
                 .iter()
                 .map(|n| GuestNic {
                     mac: n.mac.clone(),
-                    addresses: vec![format!("{}/{}", n.ip, n.prefix)],
+                    addresses: std::iter::once(format!("{}/{}", n.ip, n.prefix))
+                        .chain(n.ip6.iter().map(|a| format!("{a}/64")))
+                        .collect(),
                     gateway: (Some(n.id) == primary).then(|| n.gateway.clone()),
+                    gateway6: n
+                        .ip6
+                        .as_ref()
+                        .and(self.gateway6.as_ref())
+                        .filter(|_| Some(n.id) == primary)
+                        .cloned(),
                     mtu: n.mtu,
                 })
                 .collect(),

@@ -426,6 +426,9 @@ impl Services {
                 vpc_id: None,
                 mtu: None,
                 pending: None,
+                // `::1:<nic id>`: never the host's `::1`, never another NIC's.
+                ip6: crate::network::Prefix64::parse(&self.inner.public_net.ipv6_prefix)
+                    .map(|p| p.host(0x1_0000 + nic_id).to_string()),
             });
         }
         if let Some(plan) = planned {
@@ -448,6 +451,7 @@ impl Services {
                         vpc_id: Some(vpc.id),
                         mtu: Some(mtu),
                         pending: None,
+                        ip6: None,
                     })
                 });
             match joined {

@@ -539,6 +539,12 @@ impl Services {
         }
     }
 
+    /// The guests' IPv6 gateway on the public network, when it has a prefix.
+    pub fn gateway6(&self) -> Option<String> {
+        crate::network::Prefix64::parse(&self.inner.public_net.ipv6_prefix)
+            .map(|p| p.host(1).to_string())
+    }
+
     /// Re-reads a VPC after its job.
     pub fn vpc_after(&self, id: &Uuid) -> Result<Option<Vpc>, ServiceError> {
         Ok(self.inner.vpcs.get(&uuid_key(id))?)
