@@ -418,6 +418,7 @@ impl Reconcile for VpcReconciler {
             .filter_map(|j| j.params["vpc_id"].as_str().map(str::to_string))
             .collect();
         let first = self.first.swap(false, Ordering::SeqCst);
+        let mut remade = false;
         let mut drift = Vec::new();
         if first {
             if let Err(e) = host.ensure_host() {
@@ -442,6 +443,7 @@ impl Reconcile for VpcReconciler {
                 let whole = host.whole(&present, v.seq);
                 match vpc::ensure(&spec) {
                     Ok(()) if !whole => {
+                        remade = true;
                         drift.push(format!("VPC {} lacked host objects; made them", v.id))
                     }
                     Ok(()) => {}
@@ -449,7 +451,11 @@ impl Reconcile for VpcReconciler {
                 }
             }
         }
-        host.sync_dhcp();
+        // Every change syncs the responders itself; a pass does it only after a
+        // start or when it had to remake a router (its responder went with it).
+        if first || remade {
+            host.sync_dhcp();
+        }
         let known: HashSet<u64> = vpcs.iter().map(|v| v.seq).collect();
         for seq in present.any() {
             if known.contains(&seq) {
