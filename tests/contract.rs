@@ -333,7 +333,7 @@ fn schemathesis_finds_nothing_unexplained_in_the_raff_contract_with_real_compute
     let Some(h) = host() else { return };
     enter_netns(&h.netns);
     let mut s = Server::start(&format!(
-        "{}\n[network.vpc]\nfloating_cidr = \"10.233.0.0/28\"\n",
+        "{}\n[network.vpc]\nfloating_cidr = \"10.233.0.0/28\"\ntransit_cidr = \"169.254.33.0/24\"\n",
         config(&h, "10.231.0.192/27", "10.231.0.193", "sct")
     ));
     let _guard = DomainGuard(s.data());

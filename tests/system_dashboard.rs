@@ -37,7 +37,7 @@ fn a_person_manages_a_vm_through_the_dashboard() {
     }
     enter_netns(&h.netns);
     let s = Server::start(&format!(
-        "{}\n[network.vpc]\nfloating_cidr = \"10.234.0.0/28\"\n",
+        "{}\n[network.vpc]\nfloating_cidr = \"10.234.0.0/28\"\ntransit_cidr = \"169.254.34.0/24\"\n",
         config(&h, "10.231.0.224/27", "10.231.0.225", "svd")
     ));
     let _guard = DomainGuard(s.data());

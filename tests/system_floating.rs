@@ -63,7 +63,7 @@ fn a_floating_ip_follows_its_vm_and_leaves_nothing_behind() {
     let _vg = VpcGuard(PREFIX);
     let base = config(&h, "10.231.0.112/28", "10.231.0.113", PREFIX);
     let mut s = Server::start(&format!(
-        "{base}\n[network.vpc]\nfloating_cidr = \"10.232.0.0/28\"\n"
+        "{base}\n[network.vpc]\nfloating_cidr = \"10.232.0.0/28\"\ntransit_cidr = \"169.254.32.0/24\"\n"
     ));
     let _guard = DomainGuard(s.data());
     let p = s.admin.project_id.clone();

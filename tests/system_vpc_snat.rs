@@ -60,7 +60,9 @@ fn a_vpc_only_guest_reaches_out_through_the_host_only_with_snat() {
     enter_netns(&h.netns);
     let _vg = VpcGuard(PREFIX);
     let base = config(&h, "10.231.0.144/28", "10.231.0.145", PREFIX);
-    let mut s = Server::start(&format!("{base}\n[network.vpc]\nsnat = true\n"));
+    let mut s = Server::start(&format!(
+        "{base}\n[network.vpc]\nsnat = true\ntransit_cidr = \"169.254.44.0/24\"\n"
+    ));
     let _guard = DomainGuard(s.data());
     let p = s.admin.project_id.clone();
 

@@ -51,6 +51,10 @@ pub fn libvirt_uri() -> String {
         .unwrap_or_else(|| "qemu:///system".into())
 }
 
+/// A skiff on the shared test bridge. System tests run two at a time in one
+/// namespace, so each picks its own public range and tap prefix, and one that turns
+/// VPC uplinks on (SNAT or floating IPs) its own `transit_cidr`: uplink /31s are
+/// numbered per store, and two skiffs on one range would route each other's replies.
 pub fn config(h: &Host, cidr: &str, gateway: &str, tap_prefix: &str) -> String {
     format!(
         r#"{RELAXED}
