@@ -216,7 +216,6 @@ const DEPARTURES: &[Departure] = &[
     d("ST202", 400, "not available on this host", false),
     d("ST103", 409, "pool is exhausted", false),
     d("ST103", 402, "quota exceeded: vpcs", false),
-    d("ST202", 400, "public IP", false),
     d("ST202", 400, "extra_storage", false),
     d(
         "ST202",

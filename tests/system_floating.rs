@@ -5,48 +5,13 @@
 //! refusals change nothing. Traffic stays in the test's namespaces.
 
 mod common;
+use common::netns::*;
 use common::vmhost::*;
 use common::*;
 use serde_json::{json, Value};
-use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PREFIX: &str = "svl";
-const CLIENT: &str = "svl-client";
-
-fn ip(args: &[&str]) {
-    let o = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn out(args: &[&str]) -> String {
-    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The page at `addr`:80 fetched from the client namespace, or None.
-fn page(addr: &str) -> Option<String> {
-    let addr: std::net::SocketAddr = format!("{addr}:80").parse().unwrap();
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(format!("/run/netns/{CLIENT}")).unwrap();
-        // SAFETY: setns on a valid namespace fd only changes this thread's namespace.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-        use std::io::{Read, Write};
-        let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-        c.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-        c.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-        let mut s = String::new();
-        c.read_to_string(&mut s).ok()?;
-        s.lines().last().map(|l| l.trim().to_string())
-    })
-    .join()
-    .unwrap()
-}
 
 fn create(s: &Server, p: &str, name: &str) -> String {
     let r = s.admin_call("POST", "/api/v1/vms").project(p).json(json!({
@@ -69,31 +34,8 @@ fn a_floating_ip_follows_its_vm_and_leaves_nothing_behind() {
     let p = s.admin.project_id.clone();
 
     // The client: a namespace on a link of the host's, routing the pool to it.
-    let _ = Command::new("ip").args(["netns", "del", CLIENT]).status();
-    ip(&["netns", "add", CLIENT]);
-    struct Gone;
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", CLIENT]).status();
-        }
-    }
-    let _gone = Gone;
-    ip(&[
-        "link", "add", "svlx0", "type", "veth", "peer", "name", "eth0", "netns", CLIENT,
-    ]);
-    ip(&["addr", "add", "203.0.113.1/24", "dev", "svlx0"]);
-    ip(&["link", "set", "svlx0", "up"]);
-    ip(&["-n", CLIENT, "addr", "add", "203.0.113.2/24", "dev", "eth0"]);
-    ip(&["-n", CLIENT, "link", "set", "eth0", "up"]);
-    ip(&[
-        "-n",
-        CLIENT,
-        "route",
-        "add",
-        "10.232.0.0/28",
-        "via",
-        "203.0.113.1",
-    ]);
+    let client = Peer::new("svl-client", "svlx0", "203.0.113.1/24", "203.0.113.2/24");
+    client.route("10.232.0.0/28", "203.0.113.1");
 
     // Two VPC-only guests, each in a VPC of its own (the contract's default).
     let a = create(&s, &p, "fip-a");
@@ -115,7 +57,7 @@ fn a_floating_ip_follows_its_vm_and_leaves_nothing_behind() {
     let fid = f["id"].as_str().unwrap().to_string();
     let fip = f["ip_address"].as_str().unwrap().to_string();
     assert!(fip.starts_with("10.232.0."), "{fip}");
-    assert_eq!(page(&fip), None, "a free address answers");
+    assert_eq!(client.page(&fip), None, "a free address answers");
 
     let attach = |s: &Server, vm: &str, body: Value| {
         s.admin_call("POST", &format!("/api/v1/vms/{vm}/ip"))
@@ -150,7 +92,7 @@ fn a_floating_ip_follows_its_vm_and_leaves_nothing_behind() {
         .clone();
     assert_eq!(row["ip"], fip.as_str());
     assert_eq!(row["nic_id"].to_string(), nic_a);
-    assert_eq!(page(&fip).as_deref(), Some("fip-a"));
+    assert_eq!(client.page(&fip).as_deref(), Some("fip-a"));
     let got = s.admin_call("GET", &format!("/api/v1/ips/{fid}")).send();
     assert_eq!(got.body["data"]["status"], "in-use");
 
@@ -191,7 +133,11 @@ fn a_floating_ip_follows_its_vm_and_leaves_nothing_behind() {
         .key(&other.api_key)
         .send();
     assert_eq!(r.status, 404);
-    assert_eq!(page(&fip).as_deref(), Some("fip-a"), "a refusal moved it");
+    assert_eq!(
+        client.page(&fip).as_deref(),
+        Some("fip-a"),
+        "a refusal moved it"
+    );
 
     // The move: the first request after the API answered reaches B.
     assert_eq!(detach(&s, &a, &nic_a).status, 200);
@@ -199,31 +145,35 @@ fn a_floating_ip_follows_its_vm_and_leaves_nothing_behind() {
     let r = attach(&s, &b, json!({"ip_id": fid}));
     assert_eq!(r.status, 200, "{}", r.text);
     let nic_b = r.body["data"]["nic_id"].to_string();
-    assert_eq!(page(&fip).as_deref(), Some("fip-b"));
+    assert_eq!(client.page(&fip).as_deref(), Some("fip-b"));
     eprintln!("moved and answered from B within {:?}", t.elapsed());
 
     // Kernel state outlives skiff, and a restart keeps it.
     s.kill();
-    assert_eq!(page(&fip).as_deref(), Some("fip-b"), "skiff down");
+    assert_eq!(client.page(&fip).as_deref(), Some("fip-b"), "skiff down");
     s.spawn();
-    assert_eq!(page(&fip).as_deref(), Some("fip-b"), "after the restart");
+    assert_eq!(
+        client.page(&fip).as_deref(),
+        Some("fip-b"),
+        "after the restart"
+    );
 
     // An address given at attach (no ip_id) goes back to the pool at detach.
     let r = attach(&s, &a, json!({"type": "IPv4"}));
     assert_eq!(r.status, 200, "{}", r.text);
     let auto = r.body["data"]["ip_address"].as_str().unwrap().to_string();
-    assert_eq!(page(&auto).as_deref(), Some("fip-a"));
+    assert_eq!(client.page(&auto).as_deref(), Some("fip-a"));
     assert_eq!(
         detach(&s, &a, &r.body["data"]["nic_id"].to_string()).status,
         200
     );
-    assert_eq!(page(&auto), None);
+    assert_eq!(client.page(&auto), None);
     let list = s.admin_call("GET", "/api/v1/ips").project(&p).send();
     assert_eq!(list.body["total"], 1, "{}", list.text);
 
     // Change, then release: nothing answers, nothing is left.
     assert_eq!(detach(&s, &b, &nic_b).status, 200);
-    assert_eq!(page(&fip), None, "a detached address answers");
+    assert_eq!(client.page(&fip), None, "a detached address answers");
     let r = s
         .admin_call("POST", &format!("/api/v1/ips/{fid}/change"))
         .project(&p)
@@ -254,16 +204,13 @@ fn a_floating_ip_follows_its_vm_and_leaves_nothing_behind() {
             "a route to {addr} is left: {routes}"
         );
     }
-    for n in std::fs::read_dir("/run/netns").unwrap().flatten() {
-        let name = n.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&format!("skiff-vpc-{PREFIX}-")) {
-            let t = out(&[
-                "ip", "netns", "exec", &name, "nft", "list", "table", "ip", "skiff",
-            ]);
-            assert!(
-                !t.contains("10.232.0."),
-                "a NAT entry is left in {name}: {t}"
-            );
-        }
+    for name in vpc_routers(PREFIX) {
+        let t = out(&[
+            "ip", "netns", "exec", &name, "nft", "list", "table", "ip", "skiff",
+        ]);
+        assert!(
+            !t.contains("10.232.0."),
+            "a NAT entry is left in {name}: {t}"
+        );
     }
 }

@@ -5,51 +5,21 @@
 //! namespaces.
 
 mod common;
+use common::netns::*;
 use common::vmhost::*;
 use common::*;
 use serde_json::json;
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-const CLIENT: &str = "sv6-client";
-
-fn ip(args: &[&str]) {
-    let o = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// The guest's page over IPv6 from the client namespace, or None.
-fn page6(addr: &str) -> Option<String> {
-    let addr: std::net::SocketAddr = format!("[{addr}]:80").parse().unwrap();
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(format!("/run/netns/{CLIENT}")).unwrap();
-        // SAFETY: setns on a valid namespace fd only changes this thread's namespace.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-        use std::io::{Read, Write};
-        let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-        c.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-        c.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-        let mut s = String::new();
-        c.read_to_string(&mut s).ok()?;
-        s.lines().last().map(|l| l.trim().to_string())
-    })
-    .join()
-    .unwrap()
-}
 
 /// Waits until the page's reachability is `want` (a rule change is in the kernel
 /// before the API answers; a TCG guest beside other tests' guests may answer slowly).
 /// On failure it prints what the host and the client see, to tell a slow guest from
 /// a lost route or neighbour.
-fn until(addr: &str, want: bool) {
+fn until(client: &Peer, addr: &str, want: bool) {
     let end = Instant::now() + Duration::from_secs(60);
     loop {
-        if page6(addr).is_some() == want {
+        if client.page(addr).is_some() == want {
             return;
         }
         if Instant::now() >= end {
@@ -65,7 +35,10 @@ fn until(addr: &str, want: bool) {
                 "{addr} never became {}\n{}\n{}\n{}\n{}",
                 if want { "reachable" } else { "unreachable" },
                 sh("ip -6 neigh; ip -6 route"),
-                sh(&format!("ip netns exec {CLIENT} ping -6 -c 2 -W 2 {addr}")),
+                sh(&format!(
+                    "ip netns exec {} ping -6 -c 2 -W 2 {addr}",
+                    client.name
+                )),
                 sh("sysctl net.ipv6.conf.all.forwarding"),
                 sh("nft list ruleset | head -60")
             );
@@ -88,50 +61,8 @@ fn public_ipv6_reaches_a_guest_as_its_group_allows() {
     let _guard = DomainGuard(s.data());
     let p = s.admin.project_id.clone();
 
-    let _ = Command::new("ip").args(["netns", "del", CLIENT]).status();
-    ip(&["netns", "add", CLIENT]);
-    struct Gone;
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", CLIENT]).status();
-        }
-    }
-    let _gone = Gone;
-    ip(&[
-        "link", "add", "sv6x0", "type", "veth", "peer", "name", "eth0", "netns", CLIENT,
-    ]);
-    ip(&[
-        "-6",
-        "addr",
-        "add",
-        "fd00:99::1/64",
-        "dev",
-        "sv6x0",
-        "nodad",
-    ]);
-    ip(&["link", "set", "sv6x0", "up"]);
-    ip(&[
-        "-n",
-        CLIENT,
-        "-6",
-        "addr",
-        "add",
-        "fd00:99::2/64",
-        "dev",
-        "eth0",
-        "nodad",
-    ]);
-    ip(&["-n", CLIENT, "link", "set", "eth0", "up"]);
-    ip(&[
-        "-n",
-        CLIENT,
-        "-6",
-        "route",
-        "add",
-        "fd00:231::/64",
-        "via",
-        "fd00:99::1",
-    ]);
+    let client = Peer::new("sv6-client", "sv6x0", "fd00:99::1/64", "fd00:99::2/64");
+    client.route("fd00:231::/64", "fd00:99::1");
 
     let r = s.admin_call("POST", "/api/v1/vms").project(&p).json(json!({
         "name": "six", "template_id": TEMPLATE_ID, "pricing_id": 1, "region": "us-east",
@@ -151,8 +82,8 @@ fn public_ipv6_reaches_a_guest_as_its_group_allows() {
     let nic = rows[0]["nic_id"].as_u64().unwrap();
     let inside = guest_sh(&v4, "ip -o -6 addr show");
     assert!(inside.contains(&format!("{v6}/64")), "{inside}");
-    until(&v6, true);
-    assert_eq!(page6(&v6).as_deref(), Some("six"));
+    until(&client, &v6, true);
+    assert_eq!(client.page(&v6).as_deref(), Some("six"));
 
     // A group allowing HTTP over IPv4 only: IPv6 is refused; then IPv6 too.
     let r = s
@@ -169,7 +100,7 @@ fn public_ipv6_reaches_a_guest_as_its_group_allows() {
         .project(&p)
         .json(json!({"security_group_id": g, "nic_id": nic}));
     assert_eq!(r.status, 200, "{}", r.text);
-    until(&v6, false);
+    until(&client, &v6, false);
     let r = s
         .admin_call("PUT", &format!("/api/v1/security-groups/{g}"))
         .project(&p)
@@ -179,7 +110,7 @@ fn public_ipv6_reaches_a_guest_as_its_group_allows() {
             {"protocol": "TCP", "rule_type": "INBOUND", "range": "23", "ip": "0.0.0.0"},
             {"protocol": "TCP", "rule_type": "INBOUND", "range": "80", "ip": "::"}]}));
     assert_eq!(r.status, 200, "{}", r.text);
-    until(&v6, true);
+    until(&client, &v6, true);
 
     // Anti-spoofing: another source of the prefix does not leave the guest.
     let out = guest_sh(

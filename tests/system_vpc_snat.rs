@@ -4,41 +4,19 @@
 //! stays in the test's namespaces.
 
 mod common;
+use common::netns::*;
 use common::vmhost::*;
 use common::*;
 use serde_json::json;
-use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::time::Duration;
 
 const PREFIX: &str = "svn";
 
-fn ip(args: &[&str]) {
-    let o = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn setns(path: &str) {
-    let f = std::fs::File::open(path).unwrap();
-    // SAFETY: setns on a valid namespace fd only changes this thread's namespace.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-}
-
 /// `cmd` in the guest at `guest_ip`, reached from inside its VPC's router namespace
 /// (the guest has no public address).
 fn in_guest(router: &str, guest_ip: &str, cmd: &str) -> String {
-    let (router, ip, cmd) = (router.to_string(), guest_ip.to_string(), cmd.to_string());
-    std::thread::spawn(move || {
-        setns(&format!("/run/netns/{router}"));
-        guest_sh(&ip, &cmd)
-    })
-    .join()
-    .unwrap()
+    let (ip, cmd) = (guest_ip.to_string(), cmd.to_string());
+    in_netns(router, move || guest_sh(&ip, &cmd))
 }
 
 fn fetch(router: &str, guest_ip: &str) -> String {
@@ -68,27 +46,13 @@ fn a_vpc_only_guest_reaches_out_through_the_host_only_with_snat() {
 
     // "The internet": a namespace behind a link of the host's, with a server that
     // says who connected.
-    let inet = "svn-inet";
-    let _ = Command::new("ip").args(["netns", "del", inet]).status();
-    ip(&["netns", "add", inet]);
-    struct Gone(&'static str);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", self.0]).status();
-        }
-    }
-    let _gone = Gone(inet);
-    ip(&[
-        "link", "add", "svnx0", "type", "veth", "peer", "name", "eth0", "netns", inet,
-    ]);
-    ip(&["addr", "add", "198.51.100.1/24", "dev", "svnx0"]);
-    ip(&["link", "set", "svnx0", "up"]);
-    ip(&["-n", inet, "addr", "add", "198.51.100.2/24", "dev", "eth0"]);
-    ip(&["-n", inet, "link", "set", "eth0", "up"]);
+    let inet = Peer::new("svn-inet", "svnx0", "198.51.100.1/24", "198.51.100.2/24");
+    // A socket stays in the namespace it was made in.
+    let l = in_netns(&inet.name, || {
+        std::net::TcpListener::bind("198.51.100.2:8080").unwrap()
+    });
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        setns(&format!("/run/netns/{inet}"));
-        let l = std::net::TcpListener::bind("198.51.100.2:8080").unwrap();
         for mut c in l.incoming().flatten() {
             use std::io::{Read, Write};
             let _ = tx.send(c.peer_addr().unwrap().ip().to_string());
@@ -113,12 +77,7 @@ fn a_vpc_only_guest_reaches_out_through_the_host_only_with_snat() {
     assert_eq!(list.len(), 1, "{}", nets.text);
     assert_eq!(list[0]["type"], "vpc");
     let guest_ip = list[0]["ip"].as_str().unwrap().to_string();
-    let routers: Vec<String> = std::fs::read_dir("/run/netns")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&format!("skiff-vpc-{PREFIX}-")))
-        .collect();
+    let routers = vpc_routers(PREFIX);
     assert_eq!(routers.len(), 1, "{routers:?}");
     let router = routers[0].clone();
 

@@ -8,7 +8,6 @@ use super::extract::{page, path_uuid, Caller};
 use super::types::{self, *};
 use super::AppState;
 use crate::model::{self, RateLimitTier};
-use crate::service::authz::SystemRole;
 use crate::service::{ApiKeyChange, NewApiKey, Services, WithSecret};
 
 fn tier(t: TierParam) -> RateLimitTier {
@@ -19,7 +18,14 @@ fn tier(t: TierParam) -> RateLimitTier {
 }
 
 fn dto(services: &Services, k: model::ApiKey) -> types::APIKey {
-    let role = SystemRole::by_id(&k.role_id);
+    let label = |id: &uuid::Uuid| {
+        services
+            .role_label(&k.account_id, id)
+            .ok()
+            .flatten()
+            .unzip()
+    };
+    let (role_name, role_slug) = label(&k.role_id);
     types::APIKey {
         id: k.id,
         account_id: k.account_id,
@@ -37,19 +43,19 @@ fn dto(services: &Services, k: model::ApiKey) -> types::APIKey {
         last_used_at: k.last_used_at,
         is_active: k.is_active,
         role_id: k.role_id,
-        role_name: role.map(|r| r.name.to_string()),
-        role_slug: role.map(|r| r.slug.to_string()),
+        role_name,
+        role_slug,
         project_accesses: k
             .project_accesses
             .into_iter()
             .map(|a| {
-                let r = SystemRole::by_id(&a.role_id);
+                let (role_name, role_slug) = label(&a.role_id);
                 APIKeyProjectAccess {
                     project_id: a.project_id,
                     project_name: services.project_name(&a.project_id),
                     role_id: a.role_id,
-                    role_name: r.map(|r| r.name.to_string()),
-                    role_slug: r.map(|r| r.slug.to_string()),
+                    role_name,
+                    role_slug,
                 }
             })
             .collect(),

@@ -123,7 +123,8 @@ impl utoipa::Modify for BodyResponses {
         catalog::snapshot_pricing, catalog::backup_pricing, catalog::ip_pricing,
         projects::list, projects::create, projects::get, projects::update, projects::delete,
         ssh_keys::list, ssh_keys::create, ssh_keys::get, ssh_keys::update, ssh_keys::delete,
-        permissions::list, roles::list, roles::get,
+        permissions::list, roles::list, roles::create, roles::get, roles::update,
+        roles::delete,
         api_keys::list, api_keys::create, api_keys::get, api_keys::update, api_keys::revoke,
         api_keys::regenerate,
         jobs::list, jobs::get, jobs::create_diag,
@@ -214,8 +215,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
                     .route(web::delete().to(ssh_keys::delete)),
             )
             .service(res("/permissions", "GET").route(web::get().to(permissions::list)))
-            .service(res("/roles", "GET").route(web::get().to(roles::list)))
-            .service(res("/roles/{id}", "GET").route(web::get().to(roles::get)))
+            .service(
+                res("/roles", "GET, POST")
+                    .route(web::get().to(roles::list))
+                    .route(web::post().to(roles::create)),
+            )
+            .service(
+                res("/roles/{id}", "GET, PATCH, DELETE")
+                    .route(web::get().to(roles::get))
+                    .route(web::patch().to(roles::update))
+                    .route(web::delete().to(roles::delete)),
+            )
             .service(
                 res("/api-keys", "GET, POST")
                     .route(web::get().to(api_keys::list))

@@ -468,6 +468,9 @@ fn yes() -> bool {
 #[derive(Serialize, ToSchema)]
 pub struct Role {
     pub id: Uuid,
+    /// Absent for built-in roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<Uuid>,
     pub name: String,
     pub slug: String,
     pub description: String,
@@ -475,6 +478,39 @@ pub struct Role {
     pub scope: String,
     pub permissions: Vec<String>,
     pub is_system: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateRoleRequest {
+    #[schema(min_length = 1, max_length = 64)]
+    pub name: String,
+    /// skiff: unique in the account, never a built-in role's.
+    #[schema(pattern = "^[a-z0-9-]+$", max_length = 64)]
+    pub slug: String,
+    #[serde(default, deserialize_with = "present")]
+    pub description: Option<String>,
+    /// `account` or `project`; every permission must be of this scope.
+    pub scope: String,
+    /// skiff: only permissions the calling key holds (else 403).
+    #[schema(min_items = 1)]
+    pub permissions: Vec<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateRoleRequest {
+    #[schema(min_length = 1, max_length = 64)]
+    #[serde(default, deserialize_with = "present")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub permissions: Option<Vec<String>>,
 }
 
 single!(RoleResponse, Role);

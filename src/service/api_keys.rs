@@ -5,7 +5,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::authz::SystemRole;
+use super::authz::{Scope, SystemRole};
 use super::{check_name, invalid, Page, Paged, Principal, ServiceError, Services};
 use crate::model::{now, uuid_key, ApiKey, RateLimitTier, Timestamp};
 use crate::store::StoreError;
@@ -107,15 +107,7 @@ impl Services {
                     Ok(())
                 })?;
         }
-        Ok(Principal {
-            account_id: key.account_id,
-            key_id: key.id,
-            user_id: key.created_by,
-            role_id: key.role_id,
-            tier: key.rate_limit_tier,
-            project_accesses: key.project_accesses,
-            operator: self.is_operator(&key.account_id)?,
-        })
+        self.principal_of_key(&key)
     }
 
     fn own_api_key(&self, who: &Principal, id: &Uuid) -> Result<ApiKey, ServiceError> {
@@ -123,6 +115,18 @@ impl Services {
             Some(k) if k.account_id == who.account_id => Ok(k),
             _ => Err(ServiceError::NotFound { kind: "API key" }),
         }
+    }
+
+    /// The key `id` when the caller holds everything it holds: changing, revoking or
+    /// regenerating (reading out) a key above oneself would be a way up.
+    fn key_below(&self, who: &Principal, id: &Uuid) -> Result<ApiKey, ServiceError> {
+        let key = self.own_api_key(who, id)?;
+        if !who.covers(&self.principal_of_key(&key)?) {
+            return Err(ServiceError::Forbidden(
+                "this API key cannot change a key that holds permissions it lacks".into(),
+            ));
+        }
+        Ok(key)
     }
 
     pub fn list_api_keys(
@@ -156,20 +160,28 @@ impl Services {
         if let Some(e) = &new.expires_at {
             check_expiry(e)?;
         }
-        let role = match new.role_id {
-            Some(id) => SystemRole::by_id(&id)
-                .filter(|r| r.scope == super::authz::Scope::Account)
-                .ok_or_else(|| invalid(format!("role_id {id} is not an account role")))?,
-            None => SystemRole::by_slug("member").expect("member is a system role"),
+        let role_id = match new.role_id {
+            Some(id) => id,
+            None => SystemRole::by_slug("member")
+                .expect("member is a system role")
+                .id(),
         };
-        let mine = who
-            .role()
-            .ok_or_else(|| ServiceError::Forbidden("this API key has no role".into()))?;
-        if !mine.covers(role) {
-            return Err(ServiceError::Forbidden(format!(
-                "a key cannot grant the role {} that has permissions it lacks",
-                role.name
-            )));
+        // Held until the key is stored: the role cannot be deleted in between.
+        let _roles = super::roles::ROLE_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let rights = match self.resolve_role(&who.account_id, &role_id)? {
+            Some((r, Scope::Account)) => r,
+            _ => {
+                return Err(invalid(format!(
+                    "role_id {role_id} is not an account role of this account"
+                )))
+            }
+        };
+        if !who.rights.perms.covers(rights.perms) || (rights.all_projects && !who.all_projects()) {
+            return Err(ServiceError::Forbidden(
+                "a key cannot grant a role that has permissions it lacks".into(),
+            ));
         }
         let secret = new_secret();
         let key = ApiKey {
@@ -182,7 +194,7 @@ impl Services {
             expires_at: new.expires_at,
             last_used_at: None,
             is_active: true,
-            role_id: role.id(),
+            role_id,
             project_accesses: vec![],
             created_by: who.user_id,
             created_at: now(),
@@ -198,7 +210,7 @@ impl Services {
         change: ApiKeyChange,
     ) -> Result<ApiKey, ServiceError> {
         who.require("account.apikeys.manage")?;
-        self.own_api_key(who, id)?;
+        self.key_below(who, id)?;
         let name = change
             .name
             .as_deref()
@@ -231,7 +243,7 @@ impl Services {
 
     pub fn revoke_api_key(&self, who: &Principal, id: &Uuid) -> Result<ApiKey, ServiceError> {
         who.require("account.apikeys.revoke")?;
-        self.own_api_key(who, id)?;
+        self.key_below(who, id)?;
         self.inner
             .api_keys
             .delete(&uuid_key(id))?
@@ -244,7 +256,7 @@ impl Services {
         id: &Uuid,
     ) -> Result<WithSecret, ServiceError> {
         who.require("account.apikeys.manage")?;
-        self.own_api_key(who, id)?;
+        self.key_below(who, id)?;
         let secret = new_secret();
         let (prefix, hash) = (prefix_of(&secret), hash_secret(&secret));
         let key = self

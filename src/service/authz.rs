@@ -256,7 +256,81 @@ impl SystemRole {
     }
 }
 
-/// The identity a request acts as, resolved from its API key.
+/// A set of catalog permissions, one bit per entry of [`PERMISSIONS`]: resolved once
+/// per request, so a check is a mask test whether the role is built in or custom.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PermSet(u128);
+
+const _: () = assert!(PERMISSIONS.len() <= 128, "PermSet holds 128 permissions");
+
+impl PermSet {
+    fn bit(perm: &str) -> Option<u128> {
+        PERMISSIONS
+            .iter()
+            .position(|p| p.name == perm)
+            .map(|i| 1u128 << i)
+    }
+
+    /// The set of `names`; the first unknown name is the error.
+    pub fn of<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<PermSet, String> {
+        let mut s = 0;
+        for n in names {
+            s |= Self::bit(n).ok_or_else(|| n.to_string())?;
+        }
+        Ok(PermSet(s))
+    }
+
+    pub fn of_role(r: &SystemRole) -> PermSet {
+        PermSet::of(
+            PERMISSIONS
+                .iter()
+                .filter(|p| r.grants(p.name))
+                .map(|p| p.name),
+        )
+        .unwrap_or_default()
+    }
+
+    pub fn has(self, perm: &str) -> bool {
+        Self::bit(perm).is_some_and(|b| self.0 & b != 0)
+    }
+
+    /// Whether every permission of `other` is in this set.
+    pub fn covers(self, other: PermSet) -> bool {
+        other.0 & !self.0 == 0
+    }
+
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        PERMISSIONS
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (1u128 << i) != 0)
+            .map(|(_, p)| p.name)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// What a role grants once resolved (built in or the account's own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rights {
+    pub perms: PermSet,
+    /// The role reaches every project of the account with `perms`.
+    pub all_projects: bool,
+}
+
+impl Rights {
+    pub fn of_role(r: &SystemRole) -> Rights {
+        Rights {
+            perms: PermSet::of_role(r),
+            all_projects: r.all_projects,
+        }
+    }
+}
+
+/// The identity a request acts as, resolved from its API key (or session), with its
+/// roles resolved to permission sets.
 #[derive(Clone, Debug)]
 pub struct Principal {
     pub account_id: Uuid,
@@ -268,6 +342,11 @@ pub struct Principal {
     pub project_accesses: Vec<ProjectAccess>,
     /// The key's account is the host operator's (see `Account::operator`).
     pub operator: bool,
+    /// What the account role grants.
+    pub rights: Rights,
+    /// What each project grant gives, in `project_accesses` order (a grant whose role
+    /// is gone gives nothing).
+    pub project_rights: Vec<(Uuid, PermSet)>,
 }
 
 impl Principal {
@@ -282,13 +361,9 @@ impl Principal {
         self.require(perm)
     }
 
-    pub fn role(&self) -> Option<&'static SystemRole> {
-        SystemRole::by_id(&self.role_id)
-    }
-
     /// Fails with 403 unless the key's account role grants `perm`.
     pub fn require(&self, perm: &str) -> Result<(), ServiceError> {
-        if self.role().is_some_and(|r| r.grants(perm)) {
+        if self.rights.perms.has(perm) {
             Ok(())
         } else {
             Err(ServiceError::Forbidden(format!(
@@ -299,32 +374,49 @@ impl Principal {
 
     /// Whether the key reaches every project of its account.
     pub fn all_projects(&self) -> bool {
-        self.role().is_some_and(|r| r.all_projects)
+        self.rights.all_projects
     }
 
     /// Whether the key may use `project` at all.
     pub fn can_see_project(&self, project: &Uuid) -> bool {
-        self.all_projects()
-            || self
-                .project_accesses
-                .iter()
-                .any(|a| a.project_id == *project)
+        self.all_projects() || self.project_rights.iter().any(|(p, _)| p == project)
+    }
+
+    /// What the key holds in `project`.
+    pub fn in_project(&self, project: &Uuid) -> PermSet {
+        let mut s = if self.all_projects() {
+            self.rights.perms.0
+        } else {
+            0
+        };
+        for (p, g) in &self.project_rights {
+            if p == project {
+                s |= g.0;
+            }
+        }
+        PermSet(s)
     }
 
     /// Fails with 403 unless the key holds `perm` in `project`.
     pub fn require_in(&self, project: &Uuid, perm: &str) -> Result<(), ServiceError> {
-        let via_account = self.all_projects() && self.role().is_some_and(|r| r.grants(perm));
-        let via_grant = self.project_accesses.iter().any(|a| {
-            a.project_id == *project
-                && SystemRole::by_id(&a.role_id).is_some_and(|r| r.grants(perm))
-        });
-        if via_account || via_grant {
+        if self.in_project(project).has(perm) {
             Ok(())
         } else {
             Err(ServiceError::Forbidden(format!(
                 "this API key lacks the permission {perm} in project {project}"
             )))
         }
+    }
+
+    /// Whether this principal holds everything `other` holds: the rule for giving,
+    /// changing or reading out another key or a role (no one grants more than it has).
+    pub fn covers(&self, other: &Principal) -> bool {
+        self.rights.perms.covers(other.rights.perms)
+            && (self.all_projects() || !other.all_projects())
+            && other
+                .project_rights
+                .iter()
+                .all(|(p, g)| self.in_project(p).covers(*g))
     }
 }
 
@@ -347,6 +439,14 @@ mod tests {
             );
         }
         assert_eq!(PERMISSIONS[0].category(), "account.projects");
+        for r in SYSTEM_ROLES {
+            let set = PermSet::of_role(r);
+            for p in PERMISSIONS {
+                assert_eq!(set.has(p.name), r.grants(p.name), "{} {}", r.slug, p.name);
+            }
+            assert_eq!(PermSet::of(set.names()).unwrap(), set);
+        }
+        assert_eq!(PermSet::of(["vm.view", "nope"]), Err("nope".to_string()));
     }
 
     #[test]
@@ -372,27 +472,41 @@ mod tests {
     fn project_grants_do_not_leak_to_other_projects() {
         let p1 = Uuid::new_v4();
         let p2 = Uuid::new_v4();
+        let member_role = SystemRole::by_slug("member").unwrap();
+        let operator = SystemRole::by_slug("operator").unwrap();
         let member = Principal {
             account_id: Uuid::new_v4(),
             key_id: Uuid::new_v4(),
             user_id: None,
-            role_id: SystemRole::by_slug("member").unwrap().id(),
+            role_id: member_role.id(),
             tier: RateLimitTier::Standard,
             project_accesses: vec![ProjectAccess {
                 project_id: p1,
-                role_id: SystemRole::by_slug("operator").unwrap().id(),
+                role_id: operator.id(),
             }],
             operator: false,
+            rights: Rights::of_role(member_role),
+            project_rights: vec![(p1, PermSet::of_role(operator))],
         };
         assert!(member.can_see_project(&p1) && !member.can_see_project(&p2));
         assert!(member.require_in(&p1, "vm.power").is_ok());
         assert!(member.require_in(&p1, "vm.delete").is_err());
         assert!(member.require_in(&p2, "vm.view").is_err());
+        let owner_role = SystemRole::by_slug("owner").unwrap();
         let owner = Principal {
-            role_id: SystemRole::by_slug("owner").unwrap().id(),
+            role_id: owner_role.id(),
             project_accesses: vec![],
-            ..member
+            rights: Rights::of_role(owner_role),
+            project_rights: vec![],
+            ..member.clone()
         };
         assert!(owner.require_in(&p2, "vm.delete").is_ok());
+        assert!(owner.covers(&member) && !member.covers(&owner));
+        let elsewhere = Principal {
+            project_rights: vec![(p2, PermSet::of_role(operator))],
+            ..member.clone()
+        };
+        assert!(!member.covers(&elsewhere), "a grant in a project it lacks");
+        assert!(member.covers(&member));
     }
 }

@@ -46,6 +46,7 @@ pub use host::{HostCapacity, HostOverview};
 pub use image_jobs::ImageReconciler;
 pub use init::InitReport;
 pub use projects::{NewProject, ProjectChange};
+pub use roles::{NewRole, RoleChange, RoleView};
 pub use security_groups::{raff_rule, sg_templates, GroupWrite, RaffRule, RuleCounter, SgTemplate};
 pub use snapshot_reconcile::SnapshotReconciler;
 pub use snapshots::{NewSnapshot, SnapshotFilter};
@@ -174,6 +175,7 @@ struct Inner {
     projects: Table<Project>,
     ssh_keys: Table<SshKey>,
     api_keys: Table<ApiKey>,
+    roles: Table<crate::model::CustomRole>,
     vms: Table<Vm>,
     leases: Table<IpLease>,
     templates: Table<Template>,
@@ -371,6 +373,7 @@ impl Services {
                 projects: store.table()?,
                 ssh_keys: store.table()?,
                 api_keys: store.table()?,
+                roles: store.table()?,
                 vms: store.table()?,
                 leases: store.table()?,
                 templates: store.table()?,

@@ -100,6 +100,8 @@ impl Services {
             tier: RateLimitTier::Standard,
             project_accesses: vec![],
             operator: self.is_operator(&user.account_id)?,
+            rights: super::authz::Rights::of_role(role),
+            project_rights: vec![],
         };
         Ok((user, p))
     }

@@ -92,32 +92,38 @@ struct ApiKeysPage {
 }
 
 pub async fn api_keys(ctx: Ctx) -> Result<HttpResponse, WebError> {
-    let keys = ctx
+    let (keys, labels) = ctx
         .call(|s, who, _| {
-            s.list_api_keys(
-                who,
-                Page {
-                    limit: 1000,
-                    offset: 0,
-                },
-            )
+            let keys = s
+                .list_api_keys(
+                    who,
+                    Page {
+                        limit: 1000,
+                        offset: 0,
+                    },
+                )?
+                .items;
+            let labels = keys
+                .iter()
+                .map(|k| {
+                    Ok(s.role_label(&who.account_id, &k.role_id)?
+                        .map(|(name, _)| name)
+                        .unwrap_or_else(|| k.role_id.to_string()))
+                })
+                .collect::<Result<Vec<String>, crate::service::ServiceError>>()?;
+            Ok((keys, labels))
         })
-        .await?
-        .items;
-    let role_name = |id: &uuid::Uuid| {
-        crate::service::authz::SystemRole::by_id(id)
-            .map(|r| r.name.to_string())
-            .unwrap_or_else(|| id.to_string())
-    };
+        .await?;
     render(&ApiKeysPage {
         layout: ctx.layout("api-keys"),
         keys: keys
             .iter()
-            .map(|k| ApiKeyRow {
+            .zip(labels)
+            .map(|(k, role)| ApiKeyRow {
                 id: k.id.to_string(),
                 name: k.name.clone(),
                 prefix: k.key_prefix.clone(),
-                role: role_name(&k.role_id),
+                role,
                 tier: k.rate_limit_tier.as_str(),
                 last_used: k.last_used_at.as_ref().map(when).unwrap_or("never".into()),
                 expires: k.expires_at.as_ref().map(when).unwrap_or("never".into()),

@@ -14,6 +14,7 @@ mod error;
 mod ips;
 mod keys;
 mod overview;
+mod roles;
 mod security_groups;
 mod session;
 mod snapshots;
@@ -100,6 +101,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(vpcs::routes)
                 .configure(ips::routes)
                 .configure(keys::routes)
+                .configure(roles::routes)
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(WebError::NotFound)
                 })),

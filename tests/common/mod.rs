@@ -1,6 +1,7 @@
 //! A real skiff process on loopback, driven over real HTTP.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod vmhost;
 
 use std::io::{BufRead, BufReader};
@@ -104,7 +105,10 @@ pub const CONTRACT_CHECKED: &[&str] = &[
     "updateSSHKey",
     "deleteSSHKey",
     "listRoles",
+    "createRole",
     "getRole",
+    "updateRole",
+    "deleteRole",
     "listPermissions",
     "listApiKeys",
     "createApiKey",
