@@ -376,15 +376,17 @@ else
     [ -n "$iid" ] && out "instance-id=$iid"
 fi
 
-# NICs that appear later (hot-plugged) and have no address: DHCP on each, once.
+# NICs that appear later (hot-plugged) and have no address: DHCP on each, once per
+# device (by ifindex: an unplugged eth1 plugged again is a new device of that name).
 (
     while :; do
         for d in /sys/class/net/*; do
             n=${d##*/}
             [ "$n" = lo ] && continue
-            [ -e "/run/skiff-dhcp-$n" ] && continue
+            seen="/run/skiff-dhcp-$n-$(cat "$d/ifindex")"
+            [ -e "$seen" ] && continue
             ip -4 addr show dev "$n" | grep -q inet && continue
-            : >"/run/skiff-dhcp-$n"
+            : >"$seen"
             ip link set dev "$n" up
             udhcpc -i "$n" -f -S -s /etc/skiff/udhcpc -t 10 -T 1 -A 3 >/dev/null 2>&1 &
         done

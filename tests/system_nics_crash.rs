@@ -53,6 +53,7 @@ fn kill_during(
 fn nics(s: &Server, vm: &str) -> Vec<Value> {
     let r = s
         .admin_call("GET", &format!("/api/v1/vms/{vm}/networks"))
+        .project(&s.admin.project_id)
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
     r.body["data"]
@@ -131,7 +132,10 @@ fn nics_consistent(s: &Server, vms: &[&str], y: &str, when: &str) {
         if taps() != total {
             return Err(format!("{} taps for {total} NICs", taps()));
         }
-        let r = s.admin_call("GET", &format!("/api/v1/vpcs/{y}")).send();
+        let r = s
+            .admin_call("GET", &format!("/api/v1/vpcs/{y}"))
+            .project(&s.admin.project_id)
+            .send();
         assert_eq!(r.status, 200, "{}", r.text);
         let leases: BTreeSet<(String, u64)> = r.body["data"]["leases"]
             .as_array()
@@ -175,7 +179,10 @@ fn floating_consistent(
     when: &str,
 ) -> Option<String> {
     eventually(when, || {
-        let r = s.admin_call("GET", &format!("/api/v1/ips/{fid}")).send();
+        let r = s
+            .admin_call("GET", &format!("/api/v1/ips/{fid}"))
+            .project(&s.admin.project_id)
+            .send();
         assert_eq!(r.status, 200, "{}", r.text);
         let holder = r.body["data"]["vm_id"].as_str().map(|vm| {
             names
@@ -342,7 +349,10 @@ fn sigkill_during_nic_changes_and_ip_moves_leaves_store_and_kernel_agreeing() {
         } else {
             (&b, &a)
         };
-        let held = s.admin_call("GET", &format!("/api/v1/ips/{fid}")).send();
+        let held = s
+            .admin_call("GET", &format!("/api/v1/ips/{fid}"))
+            .project(&s.admin.project_id)
+            .send();
         let nic = held.body["data"]["nic_id"].to_string();
         let when = format!("detach killed after {d} ms");
         let answered = kill_during(

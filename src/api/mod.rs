@@ -10,6 +10,7 @@ mod extract;
 mod images;
 mod ips;
 mod jobs;
+mod members;
 pub mod metrics;
 mod middleware;
 mod permissions;
@@ -123,6 +124,10 @@ impl utoipa::Modify for BodyResponses {
         catalog::snapshot_pricing, catalog::backup_pricing, catalog::ip_pricing,
         projects::list, projects::create, projects::get, projects::update, projects::delete,
         ssh_keys::list, ssh_keys::create, ssh_keys::get, ssh_keys::update, ssh_keys::delete,
+        members::list, members::add, members::get, members::update, members::remove,
+        members::list_project, members::add_project, members::get_project,
+        members::update_project, members::remove_project, members::invite_account,
+        members::invite_project, members::cancel,
         permissions::list, roles::list, roles::create, roles::get, roles::update,
         roles::delete,
         api_keys::list, api_keys::create, api_keys::get, api_keys::update, api_keys::revoke,
@@ -214,6 +219,34 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
                     .route(web::put().to(ssh_keys::update))
                     .route(web::delete().to(ssh_keys::delete)),
             )
+            .service(
+                res("/members", "GET, POST")
+                    .route(web::get().to(members::list))
+                    .route(web::post().to(members::add)),
+            )
+            .service(
+                res("/members/{id}", "GET, PATCH, DELETE")
+                    .route(web::get().to(members::get))
+                    .route(web::patch().to(members::update))
+                    .route(web::delete().to(members::remove)),
+            )
+            .service(
+                res("/projects/{id}/members", "GET, POST")
+                    .route(web::get().to(members::list_project))
+                    .route(web::post().to(members::add_project)),
+            )
+            .service(
+                res("/projects/{id}/members/{member_id}", "GET, PATCH, DELETE")
+                    .route(web::get().to(members::get_project))
+                    .route(web::patch().to(members::update_project))
+                    .route(web::delete().to(members::remove_project)),
+            )
+            .service(
+                res("/projects/{id}/invitations", "POST")
+                    .route(web::post().to(members::invite_project)),
+            )
+            .service(res("/invitations", "POST").route(web::post().to(members::invite_account)))
+            .service(res("/invitations/{id}", "DELETE").route(web::delete().to(members::cancel)))
             .service(res("/permissions", "GET").route(web::get().to(permissions::list)))
             .service(
                 res("/roles", "GET, POST")

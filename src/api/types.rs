@@ -1073,9 +1073,11 @@ pub struct AttachSecurityGroupRequest {
     pub nic_id: i64,
 }
 
+mod members;
 mod snapshots;
 mod volumes;
 mod vpcs;
+pub use members::*;
 pub use snapshots::*;
 pub use volumes::*;
 pub use vpcs::*;

@@ -418,6 +418,32 @@ impl Principal {
                 .iter()
                 .all(|(p, g)| self.in_project(p).covers(*g))
     }
+
+    /// This principal limited to what `cap` holds: a key never outlives a demotion of
+    /// the user who made it.
+    pub fn capped_by(mut self, cap: &Principal) -> Principal {
+        let mut projects: Vec<Uuid> = self
+            .project_rights
+            .iter()
+            .chain(&cap.project_rights)
+            .map(|(p, _)| *p)
+            .collect();
+        projects.sort();
+        projects.dedup();
+        let project_rights = projects
+            .into_iter()
+            .map(|p| (p, PermSet(self.in_project(&p).0 & cap.in_project(&p).0)))
+            .filter(|(_, g)| !g.is_empty())
+            .collect();
+        self.project_accesses
+            .retain(|a| cap.can_see_project(&a.project_id));
+        self.rights = Rights {
+            perms: PermSet(self.rights.perms.0 & cap.rights.perms.0),
+            all_projects: self.rights.all_projects && cap.rights.all_projects,
+        };
+        self.project_rights = project_rights;
+        self
+    }
 }
 
 #[cfg(test)]
@@ -508,5 +534,14 @@ mod tests {
         };
         assert!(!member.covers(&elsewhere), "a grant in a project it lacks");
         assert!(member.covers(&member));
+        // An owner's key made by a user now only an operator in p1 holds that much.
+        let capped = owner.clone().capped_by(&member);
+        assert!(!capped.all_projects());
+        assert!(capped.require_in(&p1, "vm.power").is_ok());
+        assert!(capped.require_in(&p1, "vm.delete").is_err());
+        assert!(capped.require_in(&p2, "vm.view").is_err());
+        assert!(capped.require("account.apikeys.create").is_err());
+        assert!(member.covers(&capped));
+        assert_eq!(owner.clone().capped_by(&owner).rights, owner.rights);
     }
 }

@@ -12,7 +12,9 @@ mod floating;
 mod host;
 mod image_jobs;
 mod init;
+mod invitations;
 mod jobs;
+mod members;
 mod nic_jobs;
 mod nics;
 mod projects;
@@ -45,6 +47,8 @@ pub use floating::{Attached, IpFilter};
 pub use host::{HostCapacity, HostOverview};
 pub use image_jobs::ImageReconciler;
 pub use init::InitReport;
+pub use invitations::{InvitationPreview, InvitationView, INVITATION_TTL};
+pub use members::{MemberChange, MemberView, NewMember};
 pub use projects::{NewProject, ProjectChange};
 pub use roles::{NewRole, RoleChange, RoleView};
 pub use security_groups::{raff_rule, sg_templates, GroupWrite, RaffRule, RuleCounter, SgTemplate};
@@ -176,6 +180,7 @@ struct Inner {
     ssh_keys: Table<SshKey>,
     api_keys: Table<ApiKey>,
     roles: Table<crate::model::CustomRole>,
+    members: Table<crate::model::Member>,
     vms: Table<Vm>,
     leases: Table<IpLease>,
     templates: Table<Template>,
@@ -374,6 +379,7 @@ impl Services {
                 ssh_keys: store.table()?,
                 api_keys: store.table()?,
                 roles: store.table()?,
+                members: store.table()?,
                 vms: store.table()?,
                 leases: store.table()?,
                 templates: store.table()?,

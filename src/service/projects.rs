@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::{check_name, invalid, Page, Paged, Principal, ServiceError, Services};
-use crate::model::{now, uuid_key, ApiKey, Project, SecurityGroup, Vm};
+use crate::model::{now, uuid_key, Project, SecurityGroup, Vm};
 
 pub struct NewProject {
     pub name: String,
@@ -127,7 +127,10 @@ impl Services {
         who: &Principal,
         page: Page,
     ) -> Result<Paged<Project>, ServiceError> {
-        who.require("account.projects.view")?;
+        // A project grant is enough to see that project listed.
+        if who.project_rights.is_empty() {
+            who.require("account.projects.view")?;
+        }
         let mut all: Vec<Project> = self
             .inner
             .projects
@@ -252,20 +255,7 @@ impl Services {
         }
         self.project_is_empty(id)?;
         // Grants that name the project go with it.
-        for key in self
-            .inner
-            .api_keys
-            .by_index(ApiKey::BY_ACCOUNT, &uuid_key(&who.account_id))?
-        {
-            if key.project_accesses.iter().any(|a| a.project_id == *id) {
-                self.inner
-                    .api_keys
-                    .update::<ServiceError>(&uuid_key(&key.id), |k| {
-                        k.project_accesses.retain(|a| a.project_id != *id);
-                        Ok(())
-                    })?;
-            }
-        }
+        self.drop_project_grants(&who.account_id, id)?;
         self.inner.projects.delete(&uuid_key(id))?;
         Ok(p)
     }

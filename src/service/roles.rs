@@ -204,7 +204,7 @@ impl Services {
                 .map_or(PermSet::default(), |(r, _)| r.perms);
             project_rights.push((a.project_id, g));
         }
-        Ok(Principal {
+        let p = Principal {
             account_id: key.account_id,
             key_id: key.id,
             user_id: key.created_by,
@@ -214,7 +214,20 @@ impl Services {
             operator: self.is_operator(&key.account_id)?,
             rights,
             project_rights,
-        })
+        };
+        // A key holds no more than the member who made it holds now.
+        let Some(uid) = key.created_by else {
+            return Ok(p);
+        };
+        match self.inner.users.get(&uuid_key(&uid))? {
+            Some(u) if u.is_owner => Ok(p),
+            Some(u) if u.account_id == key.account_id => {
+                Ok(p.capped_by(&self.user_principal_of(&u)?))
+            }
+            _ => Err(ServiceError::Unauthorized(
+                "the user who made this API key is no longer a member".into(),
+            )),
+        }
     }
 
     /// A role's name and slug for showing beside a key; `None` when it is gone.
@@ -391,6 +404,12 @@ impl Services {
         if users > 0 {
             return Err(invalid(format!(
                 "the role is in use by {users} API key(s); give them another role first"
+            )));
+        }
+        let members = self.members_with_role(&who.account_id, id)?;
+        if members > 0 {
+            return Err(invalid(format!(
+                "the role is in use by {members} member(s) or invitation(s); give them another role first"
             )));
         }
         let r = self

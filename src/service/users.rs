@@ -6,7 +6,6 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use uuid::Uuid;
 
-use super::authz::SystemRole;
 use super::{invalid, Principal, ServiceError, Services};
 use crate::model::{uuid_key, RateLimitTier, User};
 use crate::store::StoreError;
@@ -90,20 +89,24 @@ impl Services {
         if !self.account_exists(&user.account_id)? {
             return Err(gone());
         }
-        let role = if user.is_owner { "owner" } else { "member" };
-        let role = SystemRole::by_slug(role).expect("owner and member are system roles");
-        let p = Principal {
+        let p = self.user_principal_of(&user)?;
+        Ok((user, p))
+    }
+
+    /// The principal `user` acts as, from its memberships now.
+    pub(super) fn user_principal_of(&self, user: &User) -> Result<Principal, ServiceError> {
+        let r = self.user_rights(user)?;
+        Ok(Principal {
             account_id: user.account_id,
             key_id: user.id,
             user_id: Some(user.id),
-            role_id: role.id(),
+            role_id: r.role_id,
             tier: RateLimitTier::Standard,
-            project_accesses: vec![],
+            project_accesses: r.project_accesses,
             operator: self.is_operator(&user.account_id)?,
-            rights: super::authz::Rights::of_role(role),
-            project_rights: vec![],
-        };
-        Ok((user, p))
+            rights: r.rights,
+            project_rights: r.project_rights,
+        })
     }
 
     /// Operator tool: sets a user's dashboard password.

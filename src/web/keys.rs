@@ -7,7 +7,7 @@ use askama::Template;
 use super::views::{when, Layout};
 use super::{render, uuid_of, Ctx, Posted, WebError};
 use crate::model::RateLimitTier;
-use crate::service::authz::{Scope, SYSTEM_ROLES};
+use crate::service::authz::{PermSet, Scope, SYSTEM_ROLES};
 use crate::service::{NewApiKey, Page};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -88,7 +88,9 @@ pub struct ApiKeyRow {
 struct ApiKeysPage {
     layout: Layout,
     keys: Vec<ApiKeyRow>,
-    roles: Vec<(String, &'static str)>,
+    /// Account roles the user may give a key: none holding more than they do.
+    roles: Vec<(String, String)>,
+    own_role: String,
 }
 
 pub async fn api_keys(ctx: Ctx) -> Result<HttpResponse, WebError> {
@@ -114,6 +116,30 @@ pub async fn api_keys(ctx: Ctx) -> Result<HttpResponse, WebError> {
             Ok((keys, labels))
         })
         .await?;
+    let held = ctx.who.rights;
+    let custom = ctx
+        .call(move |s, who, _| {
+            let all = Page {
+                limit: 1000,
+                offset: 0,
+            };
+            Ok(s.list_roles(who, Some("account"), all).unwrap_or_default())
+        })
+        .await?;
+    let mut roles: Vec<(String, String)> = SYSTEM_ROLES
+        .iter()
+        .filter(|r| r.scope == Scope::Account)
+        .filter(|r| {
+            held.perms.covers(PermSet::of_role(r)) && (held.all_projects || !r.all_projects)
+        })
+        .map(|r| (r.id().to_string(), r.name.to_string()))
+        .collect();
+    roles.extend(
+        custom
+            .into_iter()
+            .filter(|r| !r.is_system && r.permissions.iter().all(|p| held.perms.has(p)))
+            .map(|r| (r.id.to_string(), r.name)),
+    );
     render(&ApiKeysPage {
         layout: ctx.layout("api-keys"),
         keys: keys
@@ -130,11 +156,8 @@ pub async fn api_keys(ctx: Ctx) -> Result<HttpResponse, WebError> {
                 active: k.is_active,
             })
             .collect(),
-        roles: SYSTEM_ROLES
-            .iter()
-            .filter(|r| r.scope == Scope::Account)
-            .map(|r| (r.id().to_string(), r.name))
-            .collect(),
+        roles,
+        own_role: ctx.who.role_id.to_string(),
     })
 }
 

@@ -13,6 +13,7 @@ mod console;
 mod error;
 mod ips;
 mod keys;
+mod members;
 mod overview;
 mod roles;
 mod security_groups;
@@ -102,6 +103,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(ips::routes)
                 .configure(keys::routes)
                 .configure(roles::routes)
+                .configure(members::routes)
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(WebError::NotFound)
                 })),
@@ -168,6 +170,24 @@ pub struct Ctx {
     path: String,
 }
 
+/// The project a user who can see none is shown as being in: the nil id names no
+/// project, so every project page refuses it.
+fn no_project(user: &User) -> Project {
+    Project {
+        id: Uuid::nil(),
+        account_id: user.account_id,
+        name: "(no project)".into(),
+        slug: String::new(),
+        description: None,
+        default_region: String::new(),
+        is_default: false,
+        is_active: false,
+        created_by: None,
+        created_at: user.created_at,
+        updated_at: user.created_at,
+    }
+}
+
 impl Ctx {
     fn from_req(req: &HttpRequest) -> Result<Ctx, WebError> {
         let state = state(req)?;
@@ -201,12 +221,18 @@ impl Ctx {
             .and_then(|p| projects.iter().find(|x| x.id == p))
             .or_else(|| projects.iter().find(|x| x.is_default))
             .or_else(|| projects.first())
-            .cloned()
-            .ok_or_else(|| {
-                WebError::Service(ServiceError::Forbidden(
+            .cloned();
+        let project = match project {
+            Some(p) => p,
+            // A member with account rights but no project still has account pages;
+            // project pages answer "project not found" for this stand-in.
+            None if !who.rights.perms.is_empty() => no_project(&user),
+            None => {
+                return Err(WebError::Service(ServiceError::Forbidden(
                     "you can see no project; ask the account's owner for access".into(),
-                ))
-            })?;
+                )))
+            }
+        };
         Ok(Ctx {
             state,
             sid,
@@ -258,6 +284,7 @@ impl Ctx {
             secret,
             nav,
             path: self.path.clone(),
+            held: self.who.rights.perms,
         }
     }
 

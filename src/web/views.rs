@@ -18,6 +18,14 @@ pub struct Layout {
     /// Which navigation entry is current.
     pub nav: &'static str,
     pub path: String,
+    /// The user's account permissions: pages and actions they lack are not offered.
+    pub held: crate::service::authz::PermSet,
+}
+
+impl Layout {
+    pub fn may(&self, perm: &str) -> bool {
+        self.held.has(perm)
+    }
 }
 
 /// `2026-11-23 14:05 UTC`

@@ -327,6 +327,12 @@ try {
   const withKey = (k) => page.evaluate(async (key) =>
     (await fetch('/api/v1/projects', { headers: { 'X-API-Key': key } })).status, k);
   assert.equal(await withKey(secret), 200);
+  const side = await page.evaluate(async (key) => (await fetch('/api/v1/projects', {
+    method: 'POST',
+    headers: { 'X-API-Key': key, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ name: 'side-project' }),
+  })).status, secret);
+  assert.equal(side, 201, 'a second project for the invitation step');
   await page.reload();
   assert.equal(await page.locator('#new-secret').count(), 0, 'the secret is shown once');
   await page.click('tr[data-key="ci-key"] button.revoke');
@@ -363,6 +369,41 @@ try {
   await page.setViewportSize({ width: 1280, height: 900 });
   await page.goto(`${base}/ui/vms`);
   await shot('vms');
+
+  step('invite someone to this project alone; they accept, see only it, and no owner page');
+  await page.goto(`${base}/ui/members`);
+  assert.match(await page.locator('#members').textContent(), /owner|Owner/);
+  await page.fill('#invite input[name=email]', 'ann@example.org');
+  await page.selectOption('#invite select[name=to]', 'project');
+  await page.selectOption('#invite select[name=role_id]', { label: 'Operator (project)' });
+  await page.click('#invite button[type=submit]');
+  const link = (await page.locator('#new-secret').textContent()).trim();
+  assert.match(link, /\/ui\/invite\/inv_[0-9a-f]{64}$/);
+  assert.match(await page.locator('#project-members').textContent(), /ann@example\.org\s*Operator\s*pending/);
+  await shot('members');
+  const guest = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const ann = await guest.newPage();
+  await ann.goto(link);
+  assert.match(await ann.locator('#accept-form').textContent(), /Operator/);
+  await ann.fill('#accept-form input[name=password]', 'anns-password-1');
+  await ann.fill('#accept-form input[name=password2]', 'anns-password-1');
+  await ann.click('#accept-form button[type=submit]');
+  await ann.waitForURL(`${base}/ui/`);
+  const theirs = await ann.locator('#project-select option').allTextContents();
+  assert.equal(theirs.length, 1, `ann sees one project: ${theirs}`);
+  assert.doesNotMatch(theirs.join(','), /side-project/);
+  const mine = await page.locator('#project-select option').allTextContents();
+  assert.ok(mine.some((n) => /side-project/.test(n)), 'the owner sees both');
+  assert.equal(await ann.locator('nav a[href="/ui/roles"]').count(), 0, 'no owner page offered');
+  for (const owner of ['/ui/roles', '/ui/members', '/ui/api-keys']) {
+    const r = await ann.goto(`${base}${owner}`);
+    assert.equal(r.status(), 403, owner);
+  }
+  await ann.goto(`${base}/ui/vms`);
+  assert.match(await ann.locator('#vm-list').textContent(), /web-1/);
+  await guest.close();
+  await page.reload();
+  assert.match(await page.locator('#project-members').textContent(), /ann@example\.org\s*Operator\s*active/);
 
   step('sign out');
   await page.click('#logout');

@@ -3,6 +3,7 @@
 
 pub mod netns;
 pub mod vmhost;
+pub mod web;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -109,6 +110,19 @@ pub const CONTRACT_CHECKED: &[&str] = &[
     "getRole",
     "updateRole",
     "deleteRole",
+    "listMembers",
+    "addMember",
+    "getMember",
+    "updateMember",
+    "removeMember",
+    "listProjectMembers",
+    "addProjectMember",
+    "getProjectMember",
+    "updateProjectMember",
+    "removeProjectMember",
+    "createAccountInvitation",
+    "cancelInvitation",
+    "createProjectInvitation",
     "listPermissions",
     "listApiKeys",
     "createApiKey",
