@@ -90,13 +90,13 @@ pub async fn create_diag(
     ProjectHeader(project): ProjectHeader,
     body: web::Json<CreateDiagJobRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let p = state
-        .services
-        .project_scope(&who, project.as_deref(), "project.settings.manage")?;
-    let j =
-        state
-            .services
-            .submit_diag_job(&who, &p.id, body.steps, body.step_ms, body.resumable)?;
+    let j = state.services.submit_diag_job(
+        &who,
+        project.as_deref(),
+        body.steps,
+        body.step_ms,
+        body.resumable,
+    )?;
     Ok(HttpResponse::build(StatusCode::ACCEPTED).json(JobResponse {
         success: true,
         data: dto(j),

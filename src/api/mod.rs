@@ -13,6 +13,7 @@ mod jobs;
 mod members;
 pub mod metrics;
 mod middleware;
+mod op_perms;
 mod permissions;
 mod projects;
 pub mod ratelimit;
@@ -69,6 +70,37 @@ impl utoipa::Modify for SecurityAddon {
             "ApiKeyAuth",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
+    }
+}
+
+/// Marks every operation with the permission it needs (`x-skiff-permission`): the
+/// role × operation test reads it from the served document, so an operation without
+/// an entry is served as `"unknown"` and fails that test.
+struct Permissions;
+
+impl utoipa::Modify for Permissions {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        for item in doc.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let id = op.operation_id.as_deref().unwrap_or_default();
+                let perm = op_perms::OPERATION_PERMISSIONS
+                    .iter()
+                    .find(|(o, _)| *o == id)
+                    .map_or("unknown", |(_, p)| p);
+                op.extensions
+                    .get_or_insert_with(Default::default)
+                    .insert("x-skiff-permission".into(), perm.into());
+            }
+        }
     }
 }
 
@@ -153,7 +185,7 @@ impl utoipa::Modify for BodyResponses {
         vpcs::attach_vm, vpcs::detach_vm,
         ips::list, ips::reserve, ips::get, ips::release, ips::change, ips::attach, ips::detach,
     ),
-    modifiers(&SecurityAddon, &BodyResponses),
+    modifiers(&SecurityAddon, &BodyResponses, &Permissions),
     security(("ApiKeyAuth" = [])),
 )]
 struct ApiDoc;

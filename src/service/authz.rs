@@ -397,6 +397,20 @@ impl Principal {
         PermSet(s)
     }
 
+    /// Fails with 403 unless the key holds `perm` in some project: asked before a
+    /// resource is looked up, it tells the caller only about its own rights.
+    pub fn require_somewhere(&self, perm: &str) -> Result<(), ServiceError> {
+        let held = (self.all_projects() && self.rights.perms.has(perm))
+            || self.project_rights.iter().any(|(_, g)| g.has(perm));
+        if held {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden(format!(
+                "this API key lacks the permission {perm} in every project"
+            )))
+        }
+    }
+
     /// Fails with 403 unless the key holds `perm` in `project`.
     pub fn require_in(&self, project: &Uuid, perm: &str) -> Result<(), ServiceError> {
         if self.in_project(project).has(perm) {

@@ -140,6 +140,7 @@ impl Services {
         id: u64,
         perm: &str,
     ) -> Result<BackupSchedule, ServiceError> {
+        who.require_somewhere(perm)?;
         match self.inner.schedules.get(&BackupSchedule::key_of(id))? {
             Some(s)
                 if s.account_id == who.account_id

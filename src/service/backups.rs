@@ -37,6 +37,7 @@ impl Services {
         id: &Uuid,
         perm: &str,
     ) -> Result<Backup, ServiceError> {
+        who.require_somewhere(perm)?;
         match self.inner.backups.get(&uuid_key(id))? {
             Some(b)
                 if b.account_id == who.account_id
@@ -323,7 +324,6 @@ impl Services {
         who: &Principal,
         backup: Option<&Uuid>,
     ) -> Result<Job, ServiceError> {
-        self.backup_repo_open()?;
         let (params, project_id) = match backup {
             Some(id) => {
                 let b = self.visible_backup(who, id, "backup.manage")?;
@@ -334,6 +334,8 @@ impl Services {
                 (serde_json::json!({}), None)
             }
         };
+        // After the checks: whether a repository is there is not for every caller.
+        self.backup_repo_open()?;
         Ok(self.inner.jobs.submit(NewJob {
             kind: "backup.verify".into(),
             target: "backup-repo".into(),

@@ -49,6 +49,7 @@ impl Services {
         id: &Uuid,
         perm: &str,
     ) -> Result<FloatingIp, ServiceError> {
+        who.require_somewhere(perm)?;
         match self.inner.floating.get(&uuid_key(id))? {
             Some(f)
                 if f.account_id == who.account_id

@@ -87,6 +87,14 @@ impl Services {
         };
         self.grantable(who, role_id, scope, project)?;
         let _one = lock();
+        // Expired invitations go first: they can no longer be accepted, and the same
+        // email may be invited again.
+        let t = now();
+        for m in self.account_members(&who.account_id)? {
+            if m.invitation.as_ref().is_some_and(|i| i.expires_at <= t) {
+                self.inner.members.delete(&uuid_key(&m.id))?;
+            }
+        }
         let owners_email = self
             .inner
             .users
@@ -118,7 +126,6 @@ impl Services {
             )));
         }
         let token = new_token();
-        let t = now();
         let m = Member {
             id: Uuid::new_v4(),
             account_id: who.account_id,
@@ -180,6 +187,10 @@ impl Services {
 
     /// Cancels a pending invitation of the caller's account; its link stops working.
     pub fn cancel_invitation(&self, who: &Principal, id: &Uuid) -> Result<(), ServiceError> {
+        // Before the lookup: a caller who may cancel none learns nothing about ids.
+        if who.require("account.members.invite").is_err() {
+            who.require_somewhere("project.members.invite")?;
+        }
         let _one = lock();
         let m = self
             .account_members(&who.account_id)?

@@ -47,16 +47,21 @@ impl Services {
         Ok(self.inner.jobs.list_by_project(project)?)
     }
 
-    /// Queues the engine's self-test (`diag.steps`, or `diag.once` when not resumable).
+    /// Queues the engine's self-test (`diag.steps`, or `diag.once` when not resumable)
+    /// in the `X-Project-ID` project. Operator first: the project is not a tenant's
+    /// question to answer.
     pub fn submit_diag_job(
         &self,
         who: &Principal,
-        project: &Uuid,
+        header: Option<&str>,
         steps: u64,
         step_ms: u64,
         resumable: bool,
     ) -> Result<Job, ServiceError> {
         who.require_operator("account.settings.manage")?;
+        let project = &self
+            .project_scope(who, header, "project.settings.manage")?
+            .id;
         use crate::jobs::diag_limits::{MAX_STEPS, MAX_STEP_MS};
         if steps == 0 || steps > MAX_STEPS || step_ms > MAX_STEP_MS {
             return Err(super::invalid(format!(

@@ -293,6 +293,7 @@ impl Services {
         id: &Uuid,
         perm: &str,
     ) -> Result<SecurityGroup, ServiceError> {
+        who.require_somewhere(perm)?;
         match self.inner.groups.get(&uuid_key(id))? {
             Some(g)
                 if g.account_id == who.account_id

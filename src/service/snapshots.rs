@@ -42,6 +42,7 @@ impl Services {
         id: u64,
         perm: &str,
     ) -> Result<Snapshot, ServiceError> {
+        who.require_somewhere(perm)?;
         match self.inner.snapshots.get(&Snapshot::key_of(id))? {
             Some(s)
                 if s.account_id == who.account_id

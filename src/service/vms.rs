@@ -154,6 +154,7 @@ impl Services {
         id: &Uuid,
         perm: &str,
     ) -> Result<Vm, ServiceError> {
+        who.require_somewhere(perm)?;
         match self.inner.vms.get(&uuid_key(id))? {
             Some(v)
                 if v.account_id == who.account_id
@@ -598,9 +599,9 @@ impl Services {
         volumes: VolumeAction,
         delete_vpc: bool,
     ) -> Result<Vec<(Uuid, Result<Vm, ServiceError>)>, ServiceError> {
-        if header.is_none() {
-            return Err(ServiceError::ProjectRequired);
-        }
+        // The project and the permission first: a caller who may delete no VM there
+        // learns nothing about the ids.
+        self.project_scope(who, header, "vm.delete")?;
         if ids.is_empty() || ids.len() > 50 {
             return Err(invalid("ids must hold 1 to 50 VM ids"));
         }

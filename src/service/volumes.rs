@@ -66,6 +66,7 @@ impl Services {
         id: u64,
         perm: &str,
     ) -> Result<Volume, ServiceError> {
+        who.require_somewhere(perm)?;
         match self.inner.volumes.get(&Volume::key_of(id))? {
             Some(v)
                 if v.account_id == who.account_id

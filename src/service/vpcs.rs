@@ -135,6 +135,7 @@ impl Services {
         id: &Uuid,
         perm: &str,
     ) -> Result<Vpc, ServiceError> {
+        who.require_somewhere(perm)?;
         match self.inner.vpcs.get(&uuid_key(id))? {
             Some(v)
                 if v.account_id == who.account_id
