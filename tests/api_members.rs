@@ -401,7 +401,7 @@ fn a_key_granted_one_project_sees_that_project_alone() {
             k("GET", &format!("/api/v1/security-groups/{g}"), project).status,
         )
     };
-    assert_eq!(sees(&p1, &g1), (404, 404), "no project yet");
+    assert_eq!(sees(&p1, &g1), (404, 403), "no project yet");
 
     let r = s
         .admin_call("POST", &format!("/api/v1/projects/{p1}/members"))
@@ -456,7 +456,7 @@ fn a_key_granted_one_project_sees_that_project_alone() {
         .admin_call("DELETE", &format!("/api/v1/projects/{p1}/members/{mid}"))
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(sees(&p1, &g1), (404, 404));
+    assert_eq!(sees(&p1, &g1), (404, 403), "no project any more");
     let key = s
         .admin_call("GET", &format!("/api/v1/api-keys/{kid}"))
         .send();

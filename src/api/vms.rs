@@ -654,6 +654,8 @@ pub async fn factory_reset(
         (status = 200, description = "Per-VM results", body = BulkDeleteVMsResult),
         (status = 400, description = "X-Project-ID missing or 0 / more than 50 ids", body = Error),
         (status = 401, description = "Authentication required", body = Error),
+        (status = 403, description = "The key may delete no VM in this project", body = Error),
+        (status = 404, description = "No such project", body = Error),
     )
 )]
 pub async fn delete_bulk(

@@ -708,6 +708,16 @@ impl Services {
         Ok(current)
     }
 
+    /// Takes back `key`'s grant in `project` (the dashboard's way to name it).
+    pub fn remove_key_grant(
+        &self,
+        who: &Principal,
+        project: &Uuid,
+        key: &Uuid,
+    ) -> Result<MemberView, ServiceError> {
+        self.remove_project_member(who, project, &key_grant_id(key, project))
+    }
+
     /// Called when a project is deleted: its grants go with it.
     pub(super) fn drop_project_grants(
         &self,

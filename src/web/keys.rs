@@ -8,7 +8,7 @@ use super::views::{when, Layout};
 use super::{render, uuid_of, Ctx, Posted, WebError};
 use crate::model::RateLimitTier;
 use crate::service::authz::{PermSet, Scope, SYSTEM_ROLES};
-use crate::service::{NewApiKey, Page};
+use crate::service::{NewApiKey, NewMember, Page};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ssh-keys", web::get().to(ssh_keys))
@@ -16,7 +16,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/ssh-keys/{id}/delete", web::post().to(delete_ssh_key))
         .route("/api-keys", web::get().to(api_keys))
         .route("/api-keys", web::post().to(create_api_key))
-        .route("/api-keys/{id}/revoke", web::post().to(revoke_api_key));
+        .route("/api-keys/{id}/revoke", web::post().to(revoke_api_key))
+        .route("/api-keys/{id}/grant", web::post().to(grant_project))
+        .route(
+            "/api-keys/{id}/projects/{project}/remove",
+            web::post().to(remove_grant),
+        );
 }
 
 pub struct SshRow {
@@ -81,6 +86,8 @@ pub struct ApiKeyRow {
     pub last_used: String,
     pub expires: String,
     pub active: bool,
+    /// (project id, project name, role name) of each project grant.
+    pub grants: Vec<(String, String, String)>,
 }
 
 #[derive(Template)]
@@ -91,6 +98,8 @@ struct ApiKeysPage {
     /// Account roles the user may give a key: none holding more than they do.
     roles: Vec<(String, String)>,
     own_role: String,
+    /// Project roles the user may give in the current project, for a key's grant.
+    project_roles: Vec<(String, String)>,
 }
 
 pub async fn api_keys(ctx: Ctx) -> Result<HttpResponse, WebError> {
@@ -105,18 +114,33 @@ pub async fn api_keys(ctx: Ctx) -> Result<HttpResponse, WebError> {
                     },
                 )?
                 .items;
-            let labels = keys
-                .iter()
-                .map(|k| {
-                    Ok(s.role_label(&who.account_id, &k.role_id)?
-                        .map(|(name, _)| name)
-                        .unwrap_or_else(|| k.role_id.to_string()))
-                })
-                .collect::<Result<Vec<String>, crate::service::ServiceError>>()?;
+            let name_of = |role: &uuid::Uuid| -> Result<String, crate::service::ServiceError> {
+                Ok(s.role_label(&who.account_id, role)?
+                    .map(|(name, _)| name)
+                    .unwrap_or_else(|| role.to_string()))
+            };
+            let mut labels = vec![];
+            for k in &keys {
+                let mut grants = vec![];
+                for a in &k.project_accesses {
+                    let project = s
+                        .visible_project(who, &a.project_id)
+                        .map(|p| p.name)
+                        .unwrap_or_else(|_| a.project_id.to_string());
+                    grants.push((a.project_id.to_string(), project, name_of(&a.role_id)?));
+                }
+                labels.push((name_of(&k.role_id)?, grants));
+            }
             Ok((keys, labels))
         })
         .await?;
     let held = ctx.who.rights;
+    let here = ctx.who.in_project(&ctx.project.id);
+    let project_roles = SYSTEM_ROLES
+        .iter()
+        .filter(|r| r.scope == Scope::Project && here.covers(PermSet::of_role(r)))
+        .map(|r| (r.id().to_string(), r.name.to_string()))
+        .collect();
     let custom = ctx
         .call(move |s, who, _| {
             let all = Page {
@@ -145,7 +169,7 @@ pub async fn api_keys(ctx: Ctx) -> Result<HttpResponse, WebError> {
         keys: keys
             .iter()
             .zip(labels)
-            .map(|(k, role)| ApiKeyRow {
+            .map(|(k, (role, grants))| ApiKeyRow {
                 id: k.id.to_string(),
                 name: k.name.clone(),
                 prefix: k.key_prefix.clone(),
@@ -154,10 +178,12 @@ pub async fn api_keys(ctx: Ctx) -> Result<HttpResponse, WebError> {
                 last_used: k.last_used_at.as_ref().map(when).unwrap_or("never".into()),
                 expires: k.expires_at.as_ref().map(when).unwrap_or("never".into()),
                 active: k.is_active,
+                grants,
             })
             .collect(),
         roles,
         own_role: ctx.who.role_id.to_string(),
+        project_roles,
     })
 }
 
@@ -196,5 +222,41 @@ pub async fn revoke_api_key(p: Posted, id: web::Path<String>) -> Result<HttpResp
         .call(move |s, who, _| s.revoke_api_key(who, &id))
         .await
         .map(|k| format!("API key {} revoked", k.name));
+    Ok(p.ctx.done("/ui/api-keys", r))
+}
+
+pub async fn grant_project(p: Posted, id: web::Path<String>) -> Result<HttpResponse, WebError> {
+    let id = uuid_of(&id)?;
+    let role = uuid_of(p.form.get("role_id").unwrap_or(""))?;
+    let project = p.ctx.project.id;
+    let r = p
+        .ctx
+        .call(move |s, who, _| {
+            s.add_project_member(
+                who,
+                &project,
+                NewMember {
+                    email: None,
+                    target_user_id: None,
+                    api_key_id: Some(id),
+                    role_id: role,
+                },
+            )
+        })
+        .await
+        .map(|m| format!("the key now holds {} in this project", m.role_name));
+    Ok(p.ctx.done("/ui/api-keys", r))
+}
+
+pub async fn remove_grant(
+    p: Posted,
+    ids: web::Path<(String, String)>,
+) -> Result<HttpResponse, WebError> {
+    let (id, project) = (uuid_of(&ids.0)?, uuid_of(&ids.1)?);
+    let r = p
+        .ctx
+        .call(move |s, who, _| s.remove_key_grant(who, &project, &id))
+        .await
+        .map(|_| "project access taken back".to_string());
     Ok(p.ctx.done("/ui/api-keys", r))
 }

@@ -335,6 +335,11 @@ try {
   assert.equal(side, 201, 'a second project for the invitation step');
   await page.reload();
   assert.equal(await page.locator('#new-secret').count(), 0, 'the secret is shown once');
+  const keyRow = page.locator('tr[data-key="ci-key"]');
+  await keyRow.locator('select[name=role_id]').selectOption({ label: 'Viewer' });
+  await keyRow.locator('.grant-form button').click();
+  assert.match(await flash(), /the key now holds Viewer in this project/);
+  assert.match(await page.locator('tr[data-key="ci-key"] td.grants').textContent(), /: Viewer/);
   await page.click('tr[data-key="ci-key"] button.revoke');
   assert.match(await flash(), /API key ci-key revoked/);
   assert.equal(await withKey(secret), 401);
@@ -371,6 +376,9 @@ try {
   await shot('vms');
 
   step('invite someone to this project alone; they accept, see only it, and no owner page');
+  await page.goto(`${base}/ui/roles`);
+  assert.match(await page.locator('#permission-matrix').textContent(), /account\.members\.invite/);
+  await shot('roles');
   await page.goto(`${base}/ui/members`);
   assert.match(await page.locator('#members').textContent(), /owner|Owner/);
   await page.fill('#invite input[name=email]', 'ann@example.org');
