@@ -462,3 +462,92 @@ fn a_key_granted_one_project_sees_that_project_alone() {
         .send();
     assert_eq!(key.body["data"]["project_accesses"], json!([]));
 }
+
+#[test]
+fn an_expired_or_cancelled_invitation_admits_no_one() {
+    let mut s = Server::start(RELAXED);
+    let role = role_id(&s, "viewer");
+    let invite = |s: &Server, email: &str| {
+        let r = s
+            .admin_call(
+                "POST",
+                &format!("/api/v1/projects/{}/invitations", s.admin.project_id),
+            )
+            .json(json!({"email": email, "role_id": role}));
+        assert_eq!(r.status, 201, "{}", r.text);
+        (
+            r.body["data"]["id"].as_str().unwrap().to_string(),
+            r.body["data"]["invitation_url"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    };
+    let (_, late) = invite(&s, "late@example.org");
+    let (cancelled_id, cancelled) = invite(&s, "gone@example.org");
+    let r = s
+        .admin_call("DELETE", &format!("/api/v1/invitations/{cancelled_id}"))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // A week passes for the first one: its expiry is moved into the past.
+    s.kill();
+    {
+        let store = skiff::store::Store::open(&s.data().join("db")).unwrap();
+        let members = store.table::<skiff::model::Member>().unwrap();
+        let m = members
+            .all()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.email == "late@example.org")
+            .unwrap();
+        members
+            .update::<skiff::store::StoreError>(&skiff::model::uuid_key(&m.id), |m| {
+                if let Some(i) = m.invitation.as_mut() {
+                    i.expires_at = skiff::model::now() - chrono::TimeDelta::seconds(1);
+                }
+                Ok(())
+            })
+            .unwrap();
+        store.flush().unwrap();
+    }
+    s.spawn();
+    for url in [&late, &cancelled] {
+        let mut b = Browser::new(&s.base);
+        let path = &url[url.find("/ui/invite/").unwrap()..];
+        let p = b.get(path);
+        assert_eq!(p.status, 400, "{}", p.body);
+        assert!(p.body.contains("not valid"), "{}", p.body);
+        // A post with a token of the anonymous session is refused the same way.
+        let t = b.csrf("/ui/login");
+        let p = b.post(
+            path,
+            &[
+                ("csrf", &t),
+                ("password", "a-long-password-1"),
+                ("password2", "a-long-password-1"),
+            ],
+        );
+        assert_eq!(p.status, 400, "{}", p.body);
+    }
+    let members = s
+        .admin_call(
+            "GET",
+            &format!("/api/v1/projects/{}/members", s.admin.project_id),
+        )
+        .send();
+    assert_eq!(members.body["total"], 1, "{}", members.text);
+    assert_eq!(members.body["data"][0]["status"], "pending");
+    // The next invitation drops the expired one, and the same email may come again.
+    let (_, again) = invite(&s, "late@example.org");
+    let mut b = Browser::new(&s.base);
+    assert_eq!(accept(&mut b, &again, "a-long-password-1").status, 303);
+    let members = s
+        .admin_call(
+            "GET",
+            &format!("/api/v1/projects/{}/members", s.admin.project_id),
+        )
+        .send();
+    assert_eq!(members.body["total"], 1, "{}", members.text);
+    assert_eq!(members.body["data"][0]["status"], "active");
+}

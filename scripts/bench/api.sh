@@ -4,12 +4,16 @@
 #     connections, next to a trivial actix-web JSON handler in the same run;
 #   - the rate limiter's own cost: limiter on (a tier too high to trigger) vs off;
 #   - durable writes (PUT /api/v1/projects/{id}) next to a write+fsync loop.
-# Everything runs on loopback. Usage: bash scripts/bench/api.sh [seconds-per-run]
+#   - authentication's worst case: a key made by an invited member (its rights are
+#     resolved from the member's grants at every request) next to the owner's key.
+# Everything runs on loopback; each row is the median of ROUNDS runs.
+# Usage: bash scripts/bench/api.sh [seconds-per-run] [rounds]
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOT_DIR"
 
 DUR=${1:-10}
+ROUNDS=${2:-3}
 CONNS=50
 need_build_deps
 need_pkgs wrk
@@ -36,8 +40,8 @@ start() {
 }
 stop_last() { kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true; unset 'PIDS[-1]'; }
 
-# wrk_run URL [KEY] → "requests/s p99_ms"
-wrk_run() {
+# wrk_once URL [KEY] [SCRIPT] → "requests/s p99_ms" of one run
+wrk_once() {
     local out
     if [ -n "${3:-}" ]; then
         out=$(wrk -t2 -c"$CONNS" -d"${DUR}s" --latency -s "$3" "$1")
@@ -55,6 +59,16 @@ wrk_run() {
     echo "$rps $p99"
 }
 
+# wrk_run URL [KEY] [SCRIPT] → medians of ROUNDS runs: "requests/s p99_ms"
+wrk_run() {
+    local runs=()
+    for _ in $(seq "$ROUNDS"); do runs+=("$(wrk_once "$@")"); done
+    printf '%s\n' "${runs[@]}" | python3 -c '
+import statistics, sys
+rows = [tuple(map(float, l.split())) for l in sys.stdin if l.strip()]
+print(f"{statistics.median(r[0] for r in rows):.2f} {statistics.median(r[1] for r in rows):.2f}")'
+}
+
 say "preparing a data directory with 100 projects"
 INIT=$("$BIN" --data-dir "$WORK/data" init --json)
 KEY=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' <<<"$INIT")
@@ -67,7 +81,24 @@ for i in $(seq 1 99); do
 done
 TOTAL=$(curl -sf -H "X-API-Key: $KEY" "$URL/api/v1/projects?limit=100" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["total"], len(d["data"]))')
 [ "$TOTAL" = "100 100" ] || { echo "expected 100 projects, got $TOTAL" >&2; exit 1; }
+# An invited member (Admin) accepts in the dashboard and makes a key there.
+ADMIN_ROLE=$(curl -sf -H "X-API-Key: $KEY" "$URL/api/v1/roles" | python3 -c 'import json,sys; print([r["id"] for r in json.load(sys.stdin)["data"] if r["slug"]=="admin"][0])')
+INVITE=$(curl -sf -X POST -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
+    -d "{\"email\":\"bench@example.org\",\"role_id\":\"$ADMIN_ROLE\"}" "$URL/api/v1/members" \
+    | python3 -c 'import json,sys; u=json.load(sys.stdin)["data"]["invitation_url"]; print(u[u.index("/ui/invite/"):])')
+JAR="$WORK/cookies"
+csrf() { curl -sf -b "$JAR" -c "$JAR" "$URL$1" | grep -o 'name="csrf" value="[0-9a-f]*"' | head -1 | cut -d'"' -f4; }
+T=$(csrf "$INVITE")
+curl -sf -b "$JAR" -c "$JAR" -o /dev/null --data-urlencode "csrf=$T" \
+    --data-urlencode "password=bench-password-1" --data-urlencode "password2=bench-password-1" "$URL$INVITE"
+T=$(csrf /ui/api-keys)
+curl -sf -b "$JAR" -c "$JAR" -o /dev/null --data-urlencode "csrf=$T" --data-urlencode "name=member-key" \
+    --data-urlencode "role_id=$ADMIN_ROLE" "$URL/ui/api-keys"
+MKEY=$(curl -sf -b "$JAR" -c "$JAR" "$URL/ui/api-keys" | grep -o 'id="new-secret">raff_[0-9a-f]*' | cut -d'>' -f2)
+MKEY_ID=$(curl -sf -H "X-API-Key: $KEY" "$URL/api/v1/api-keys?limit=100" | python3 -c 'import json,sys; print([k["id"] for k in json.load(sys.stdin)["data"] if k["name"]=="member-key"][0])')
+[ -n "$MKEY" ] || { echo "the member's key was not made" >&2; exit 1; }
 stop_last
+"$BIN" --data-dir "$WORK/data" admin set-tier "$MKEY_ID" unlimited >/dev/null
 
 # For the limiter rows the same key gets the "high" tier, with figures out of reach.
 HUGE='[rate_limit.standard]
@@ -94,6 +125,8 @@ say "skiff, unlimited key: GET /api/v1/projects?limit=100"
 read -r S_RPS S_P99 < <(wrk_run "$URL/api/v1/projects?limit=100" "$KEY")
 say "skiff, unlimited key: GET /api/v1/permissions (no store read)"
 read -r PERM_RPS PERM_P99 < <(wrk_run "$URL/api/v1/permissions" "$KEY")
+say "skiff, a member's key: GET /api/v1/permissions (rights resolved from the member's grants)"
+read -r MEM_RPS MEM_P99 < <(wrk_run "$URL/api/v1/permissions" "$MKEY")
 stop_last
 
 P=$(port)
@@ -139,7 +172,7 @@ TABLE=$(cat <<MD
 <!-- api-bench:start -->
 ## API edge (issue 2)
 
-\`bash scripts/bench/api.sh $DUR\` — wrk, 2 threads, $CONNS connections, ${DUR} s per row, everything
+\`bash scripts/bench/api.sh $DUR $ROUNDS\` — wrk, 2 threads, $CONNS connections, ${DUR} s per run, median of $ROUNDS runs per row, everything
 on loopback on one $(nproc)-core machine ($CPU), wrk sharing the cores with the server.
 Release build. Measured $(date -u +%Y-%m-%d).
 
@@ -148,6 +181,7 @@ Release build. Measured $(date -u +%Y-%m-%d).
 | peer: trivial actix-web JSON handler (\`examples/peer_json.rs\`) | $PEER_RPS | $PEER_P99 | 1.00 |
 | skiff \`GET /api/v1/projects?limit=100\`, 100 projects, unlimited key | $S_RPS | $S_P99 | $(ratio "$S_RPS" "$PEER_RPS") |
 | skiff \`GET /api/v1/permissions\` (auth, no list read), unlimited key | $PERM_RPS | $PERM_P99 | $(ratio "$PERM_RPS" "$PEER_RPS") |
+| same, a key made by an invited member (rights resolved from the member's grants at every request: worst case of auth) | $MEM_RPS | $MEM_P99 | $(ratio "$MEM_RPS" "$PEER_RPS") |
 
 Durable writes, same run: every answer to a change waits for the datastore's flush
 (concurrent requests share one fsync), so the limit is the disk, not the CPU:

@@ -78,7 +78,8 @@ fn invitation_dto(v: InvitationView, url: String) -> Invitation {
         role_id: m.role_id,
         role_name: v.member.role_name.clone(),
         invited_by_id: m.invited_by,
-        invited_by_email: v.invited_by_email,
+        // A user name that is no address (`admin`) is not shown as one.
+        invited_by_email: v.invited_by_email.filter(|e| e.contains('@')),
         expires_at: m.invitation.as_ref().map_or(m.created_at, |i| i.expires_at),
         created_at: m.created_at,
         invitation_url: url,

@@ -295,6 +295,20 @@ pub async fn accept(
             );
         }
     }
+    // Throttled like sign-in: accepting as an existing user checks its password.
+    let ip = st.client_ip(&req);
+    let key: String = token.chars().take(40).collect();
+    let attempt = match st.logins.begin(ip, &format!("invitation {key}")) {
+        Ok(a) => a,
+        Err(_) => {
+            return accept_page(
+                &req,
+                &token,
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many tries; wait a few minutes".into(),
+            )
+        }
+    };
     let services = st.services.clone();
     let t = token.to_string();
     let result = web::block(move || services.accept_invitation(&t, &password))
@@ -302,6 +316,7 @@ pub async fn accept(
         .map_err(|e| WebError::Internal(e.to_string()))?;
     match result {
         Ok(u) => {
+            attempt.succeeded();
             if let Some((old, _)) = session {
                 st.sessions.remove(&old);
             }
@@ -313,6 +328,7 @@ pub async fn accept(
             Ok(res)
         }
         Err(ServiceError::Invalid(m)) | Err(ServiceError::Unauthorized(m)) => {
+            drop(attempt);
             accept_page(&req, &token, StatusCode::BAD_REQUEST, m)
         }
         Err(e) => Err(e.into()),
