@@ -162,6 +162,9 @@ fn a_project_invitation_makes_a_user_of_that_project_alone() {
     }
     let page = ann.get("/ui/vms");
     assert_eq!(page.status, 200, "{}", page.body);
+    // The create form opens without the account's SSH-key list (not hers to read).
+    let page = ann.get("/ui/vms/new");
+    assert_eq!(page.status, 200, "{}", page.body);
 
     let r = s
         .admin_call("GET", &format!("/api/v1/projects/{p1}/members"))
