@@ -281,8 +281,22 @@ pub const CREATE_STEPS: &[Step] = &[
     Step::Uplink,
 ];
 
+/// One change of VPC host objects at a time. Each step checks, then acts (`addr show`,
+/// then `addr add`), and a VM's job and the reconciler may ensure the same VPC at once:
+/// seen in CI as "Address already assigned" on a router's uplink.
+static HOST_OBJECTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    HOST_OBJECTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs one step of making `spec`'s objects; each finds what an earlier attempt made.
 pub fn create_step(spec: &VpcSpec, step: Step) -> Result<(), NetworkError> {
+    let _one = one_at_a_time();
+    make_step(spec, step)
+}
+
+fn make_step(spec: &VpcSpec, step: Step) -> Result<(), NetworkError> {
     let n = &spec.net;
     let mtu = spec.mtu.to_string();
     match step {
@@ -431,8 +445,9 @@ pub fn create_step(spec: &VpcSpec, step: Step) -> Result<(), NetworkError> {
 
 /// Makes (or completes) `spec`'s host objects.
 pub fn ensure(spec: &VpcSpec) -> Result<(), NetworkError> {
+    let _one = one_at_a_time();
     for s in CREATE_STEPS {
-        create_step(spec, *s)?;
+        make_step(spec, *s)?;
     }
     Ok(())
 }
@@ -444,6 +459,11 @@ pub const REMOVE_STEPS: &[Step] = &[Step::Uplink, Step::Veth, Step::Netns, Step:
 
 /// Runs one step of removing `n`'s objects; what is gone already is no error.
 pub fn remove_step(n: &VpcNet, step: Step) -> Result<(), NetworkError> {
+    let _one = one_at_a_time();
+    unmake_step(n, step)
+}
+
+fn unmake_step(n: &VpcNet, step: Step) -> Result<(), NetworkError> {
     let gone = |r: Result<String, NetworkError>| match r {
         Err(NetworkError::Host { reason, .. }) if reason.contains("Cannot find device") => Ok(()),
         r => r.map(drop),
@@ -463,8 +483,9 @@ pub fn remove_step(n: &VpcNet, step: Step) -> Result<(), NetworkError> {
 
 /// Removes `n`'s host objects, whatever part of them exists.
 pub fn remove(n: &VpcNet) -> Result<(), NetworkError> {
+    let _one = one_at_a_time();
     for s in REMOVE_STEPS {
-        remove_step(n, *s)?;
+        unmake_step(n, *s)?;
     }
     Ok(())
 }
