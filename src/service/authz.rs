@@ -342,8 +342,9 @@ impl PermSet {
     }
 }
 
-/// What a role grants once resolved (built in or the account's own).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a role grants once resolved (built in or the account's own); the default
+/// grants nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rights {
     pub perms: PermSet,
     /// The role reaches every project of the account with `perms`.

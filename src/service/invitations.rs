@@ -90,18 +90,17 @@ impl Services {
         // Expired invitations go first: they can no longer be accepted, and the same
         // email may be invited again.
         let t = now();
-        for m in self.account_members(&who.account_id)? {
+        let mut members = self.account_members(&who.account_id)?;
+        for m in &members {
             if m.invitation.as_ref().is_some_and(|i| i.expires_at <= t) {
                 self.inner.members.delete(&uuid_key(&m.id))?;
             }
         }
+        members.retain(|m| m.invitation.as_ref().is_none_or(|i| i.expires_at > t));
         let owners_email = self
-            .inner
-            .users
-            .all()?
-            .into_iter()
-            .any(|u| u.account_id == who.account_id && u.is_owner && u.name == email);
-        let members = self.account_members(&who.account_id)?;
+            .owners(&who.account_id)?
+            .iter()
+            .any(|u| u.name == email);
         if owners_email
             || members
                 .iter()
@@ -146,7 +145,6 @@ impl Services {
             updated_at: t,
         };
         self.inner.members.create(&m)?;
-        self.inner.store.flush()?;
         Ok((self.member_view(m)?, token))
     }
 
@@ -203,7 +201,6 @@ impl Services {
             Some(p) => who.require_in(&p, "project.members.invite")?,
         }
         self.inner.members.delete(&uuid_key(&m.id))?;
-        self.inner.store.flush()?;
         Ok(())
     }
 
@@ -239,16 +236,27 @@ impl Services {
     /// Accepts an invitation: makes the user with `password` (or checks the password
     /// of the user that email already is in this account) and activates the grant.
     pub fn accept_invitation(&self, token: &str, password: &str) -> Result<User, ServiceError> {
-        let _one = lock();
+        // The password is checked or hashed (argon2) before the lock: a slow hash
+        // must not hold every membership change of the host.
         let m = self.open_invitation(token)?;
-        let user = match self.user_by_name(&m.email)? {
+        let existing = match self.user_by_name(&m.email)? {
             Some(u) if u.account_id != m.account_id => {
                 return Err(invalid(
                     "this email already signs in to another account of this host",
                 ))
             }
-            Some(u) => {
-                let u = self.login(&u.name, password)?;
+            Some(u) => Some(self.login(&u.name, password)?),
+            None => None,
+        };
+        let hash = match existing {
+            Some(_) => None,
+            None => Some(Self::new_password_hash(password)?),
+        };
+        let _one = lock();
+        // Again under the lock: used, cancelled or the user made meanwhile.
+        let m = self.open_invitation(token)?;
+        let user = match (existing, self.user_by_name(&m.email)?) {
+            (Some(u), Some(now_u)) if now_u.id == u.id => {
                 let dup = self
                     .inner
                     .members
@@ -260,18 +268,19 @@ impl Services {
                 }
                 u
             }
-            None => {
+            (None, None) => {
                 let u = User {
                     id: Uuid::new_v4(),
                     account_id: m.account_id,
                     name: m.email.clone(),
-                    password_hash: Some(Self::new_password_hash(password)?),
+                    password_hash: hash,
                     is_owner: false,
                     created_at: now(),
                 };
                 self.inner.users.create(&u)?;
                 u
             }
+            _ => return Err(not_valid()),
         };
         let t = now();
         self.inner
@@ -285,7 +294,6 @@ impl Services {
                 Ok(())
             })?
             .ok_or_else(not_valid)?;
-        self.inner.store.flush()?;
         Ok(user)
     }
 }

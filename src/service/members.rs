@@ -24,6 +24,8 @@ pub struct MemberView {
     pub role_slug: String,
     /// API-key grants of a project appear as project members (no user, no invitation).
     pub api_key_id: Option<Uuid>,
+    /// The account's owner, shown as a member but no record.
+    pub owner: bool,
 }
 
 pub struct NewMember {
@@ -45,13 +47,6 @@ pub(super) struct UserRights {
     pub rights: Rights,
     pub project_accesses: Vec<ProjectAccess>,
     pub project_rights: Vec<(Uuid, PermSet)>,
-}
-
-fn no_rights() -> Rights {
-    Rights {
-        perms: PermSet::default(),
-        all_projects: false,
-    }
 }
 
 /// The id a key's grant in a project is shown under: stable, and never a record's.
@@ -78,7 +73,7 @@ impl Services {
         }
         let mut out = UserRights {
             role_id: Uuid::nil(),
-            rights: no_rights(),
+            rights: Rights::default(),
             project_accesses: vec![],
             project_rights: vec![],
         };
@@ -101,7 +96,7 @@ impl Services {
             match m.project_id {
                 None => {
                     out.role_id = m.role_id;
-                    out.rights = resolved.map_or(no_rights(), |(r, _)| r);
+                    out.rights = resolved.map_or(Rights::default(), |(r, _)| r);
                 }
                 Some(p) => {
                     out.project_accesses.push(ProjectAccess {
@@ -166,6 +161,7 @@ impl Services {
             role_name,
             role_slug,
             api_key_id: None,
+            owner: false,
         })
     }
 
@@ -191,10 +187,11 @@ impl Services {
             role_name: role.map_or("Owner", |r| r.name).into(),
             role_slug: OWNER.into(),
             api_key_id: None,
+            owner: true,
         }
     }
 
-    fn owners(&self, account: &Uuid) -> Result<Vec<User>, ServiceError> {
+    pub(super) fn owners(&self, account: &Uuid) -> Result<Vec<User>, ServiceError> {
         Ok(self
             .inner
             .users
@@ -342,7 +339,7 @@ impl Services {
         };
         let role = self
             .resolve_role(&m.account_id, &m.role_id)?
-            .map_or(no_rights(), |(r, _)| r);
+            .map_or(Rights::default(), |(r, _)| r);
         match m.project_id {
             Some(p) => {
                 if !who.in_project(&p).covers(role.perms) {
@@ -390,7 +387,7 @@ impl Services {
         }
         let _one = lock();
         let current = self.find_member(who, id)?;
-        if self.inner.members.get(&uuid_key(id))?.is_none() {
+        if current.owner {
             return Err(invalid("the owner's membership cannot be changed"));
         }
         let m = current.member;
@@ -424,7 +421,6 @@ impl Services {
                 Ok(())
             })?
             .ok_or(ServiceError::NotFound { kind: "member" })?;
-        self.inner.store.flush()?;
         self.member_view(m)
     }
 
@@ -434,7 +430,7 @@ impl Services {
         who.require("account.members.remove")?;
         let _one = lock();
         let current = self.find_member(who, id)?;
-        if self.inner.members.get(&uuid_key(id))?.is_none() {
+        if current.owner {
             return Err(invalid(
                 "the account owner cannot be removed; transfer ownership first",
             ));
@@ -447,7 +443,6 @@ impl Services {
         if let Some(uid) = current.member.user_id {
             self.forget_user(&who.account_id, &uid)?;
         }
-        self.inner.store.flush()?;
         Ok(current)
     }
 
@@ -513,6 +508,7 @@ impl Services {
                     role_name,
                     role_slug,
                     api_key_id: Some(k.id),
+                    owner: false,
                 });
             }
         }
@@ -554,7 +550,6 @@ impl Services {
         project: &Uuid,
         id: &Uuid,
     ) -> Result<MemberView, ServiceError> {
-        self.visible_project(who, project)?;
         self.project_members_of(&who.account_id, project)?
             .into_iter()
             .find(|v| v.member.id == *id)
@@ -613,7 +608,6 @@ impl Services {
                     });
                     Ok(())
                 })?;
-            self.inner.store.flush()?;
             return self.find_project_member(who, project, &key_grant_id(&kid, project));
         }
         let uid = new.target_user_id.unwrap_or_default();
@@ -630,7 +624,6 @@ impl Services {
         }
         let m = self.new_active(who, Some(*project), &user, new.role_id);
         self.inner.members.create(&m)?;
-        self.inner.store.flush()?;
         self.member_view(m)
     }
 
@@ -671,7 +664,6 @@ impl Services {
                     }
                     Ok(())
                 })?;
-            self.inner.store.flush()?;
             return self.find_project_member(who, project, id);
         }
         if change.status.is_some() && current.member.status == MemberStatus::Pending {
@@ -704,7 +696,6 @@ impl Services {
         } else {
             self.inner.members.delete(&uuid_key(id))?;
         }
-        self.inner.store.flush()?;
         Ok(current)
     }
 

@@ -190,13 +190,9 @@ impl Services {
 
     /// The principal a key stands for, its roles resolved.
     pub(super) fn principal_of_key(&self, key: &ApiKey) -> Result<Principal, ServiceError> {
-        let none = Rights {
-            perms: PermSet::default(),
-            all_projects: false,
-        };
         let rights = self
             .resolve_role(&key.account_id, &key.role_id)?
-            .map_or(none, |(r, _)| r);
+            .map_or(Rights::default(), |(r, _)| r);
         let mut project_rights = Vec::with_capacity(key.project_accesses.len());
         for a in &key.project_accesses {
             let g = self

@@ -66,7 +66,7 @@ fn row(v: MemberView) -> MemberRow {
         id: m.id.to_string(),
         email: m.email,
         role_id: m.role_id.to_string(),
-        is_owner: v.role_slug == "owner",
+        is_owner: v.owner,
         role: v.role_name,
         status: m.status.as_str(),
         since: when(&m.accepted_at.unwrap_or(m.created_at)),
